@@ -2,7 +2,7 @@
 
 #include "core/error.hpp"
 #include "engine/engine_manager.hpp"
-#include "media/ffmpeg_info.hpp"
+#include "media/media_api.hpp"
 
 #include <mbedtls/version.h>
 
@@ -57,6 +57,8 @@ struct ProbeWork {
     EngineManager *manager = nullptr;
     size_t *in_flight = nullptr;
     bool hardware = true;
+    bool hardware_acceleration = false; // streaming.hardware_acceleration
+    core::Logger log;
     nlohmann::json result;
     std::string error;
 };
@@ -71,6 +73,8 @@ void MainEngine::run_job(const JobPtr &job)
     w->manager = ctx_.manager;
     w->in_flight = &probes_in_flight_;
     w->hardware = job->spec.value("hardware", true);
+    w->hardware_acceleration = ctx_.config && ctx_.config->streaming.hardware_acceleration;
+    w->log = log_.with_job(job->id);
     ++probes_in_flight_;
     // Cancelling a queued work request removes it from the pool; a request
     // already running finishes and its result is dropped.
@@ -82,9 +86,9 @@ void MainEngine::run_job(const JobPtr &job)
             try {
                 auto t0 = std::chrono::steady_clock::now();
                 w->result = build_info();
-                w->result["ffmpeg"] = media::ffmpeg_versions();
-                w->result["hardware_devices"] =
-                    w->hardware ? media::probe_hw_devices() : nlohmann::json::array();
+                // Loads the media module (FFmpeg) on first use: the thread
+                // pool, not the loop, pays for mapping it.
+                w->result.update(media::media_api().probe(w->hardware, w->hardware_acceleration, w->log));
                 w->result["probe_ms"] = std::chrono::duration<double, std::milli>(
                                             std::chrono::steady_clock::now() - t0)
                                             .count();

@@ -83,7 +83,7 @@ TEST_CASE("cli: bad flags and bad config print one line and exit 2")
     CHECK(lvl.out.find("loud") != std::string::npos);
 }
 
-TEST_CASE("cli: serve prints its address, answers HTTP and stops cleanly on SIGTERM")
+TEST_CASE("cli: serve prints its address, answers HTTP without loading FFmpeg and stops on SIGTERM")
 {
     auto cfg = write_temp("serve.toml", "[engine]\nhttp_address = \"127.0.0.1:0\"\n[logging]\nconsole = false\n");
     std::string out = "/tmp/openace-cli-serve-" + std::to_string(::getpid()) + ".out";
@@ -99,6 +99,7 @@ TEST_CASE("cli: serve prints its address, answers HTTP and stops cleanly on SIGT
                          "exec 3<>/dev/tcp/${hp%:*}/${hp#*:}\n"
                          "printf 'GET /webui/api/service?method=get_version HTTP/1.0\\r\\n\\r\\n' >&3\n"
                          "cat <&3\n"
+                         "echo \"ffmpeg_maps=$(grep -c libavformat /proc/$pid/maps)\"\n"
                          "kill -TERM $pid\n"
                          "wait $pid\n"
                          "echo \"exit=$?\"\n";
@@ -114,4 +115,6 @@ TEST_CASE("cli: serve prints its address, answers HTTP and stops cleanly on SIGT
     CHECK(res.find(" 200 OK") != std::string::npos);
     CHECK(res.find("\"platform\":\"linux\"") != std::string::npos);
     CHECK(res.find("exit=0") != std::string::npos);
+    // Serving the API never maps FFmpeg: the media module loads on first use.
+    CHECK(res.find("ffmpeg_maps=0") != std::string::npos);
 }

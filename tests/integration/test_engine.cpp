@@ -244,3 +244,19 @@ TEST_CASE("engine: logs can be searched by component, level, text and job id")
     CHECK_THROWS_AS(e.logs_json(R"({"level":"loud"})"), Error);
     CHECK_THROWS_AS(e.logs_json("{oops"), Error);
 }
+
+TEST_CASE("engine: the media module loads on the first media job, not at start")
+{
+    Engine e(kConfig);
+    auto details = [&] { return stats(e)["engines"]["segmenter"]["details"]["ffmpeg"]; };
+    // ctest runs each case in its own process, so nothing loaded it before.
+    bool before = details()["loaded"].get<bool>();
+    CHECK_FALSE(before);
+    CHECK(testhttp::get(e.http_address(), "/metrics").status == 200);
+    CHECK(details()["loaded"] == before);
+    wait_final(e, e.submit_job(R"({"type":"probe","hardware":false})"));
+    auto d = details();
+    CHECK(d["loaded"] == true);
+    CHECK(d["libavformat"].is_string());
+    CHECK(d["module"].get<std::string>().find("libopenace_media.so") != std::string::npos);
+}
