@@ -6,6 +6,7 @@
 #include <openace/engine.hpp>
 
 #include "media/av_util.hpp"
+#include "media/chunk_ring.hpp"
 #include "media/hls.hpp"
 #include "media/source.hpp"
 #include "media/ts_chunker.hpp"
@@ -804,4 +805,52 @@ TEST_CASE("segmenter: a live UDP source that stops is reconnected and the next c
         }
     }
     CHECK(flagged >= 1);
+}
+
+TEST_CASE("segmenter: readers joining a chunk ring at different times each get a stream that decodes from its first byte")
+{
+    // Real chunks from FFmpeg (lavfi video + audio), fanned out to readers
+    // that attach while the stream runs, as players joining a live stream.
+    SourceOptions so;
+    so.input = "lavfi:testsrc2=size=320x240:rate=25:duration=8[out0];sine=frequency=440:sample_rate=48000:duration=8[out1]";
+    auto c = chunk_source(so, 1.0);
+    REQUIRE(c.chunks.size() >= 7);
+    ChunkRing ring(ChunkRing::Options{30, 64u << 20});
+    std::vector<std::shared_ptr<ChunkRing::Reader>> readers;
+    std::vector<std::string> outs;
+    for (size_t i = 0; i < c.chunks.size(); ++i) {
+        ring.push(c.chunks[i]);
+        if (i == 0 || i == 3 || i == 5) {
+            readers.push_back(ring.attach());
+            outs.emplace_back();
+        }
+        for (size_t r = 0; r < readers.size(); ++r)
+            while (auto ch = readers[r]->next())
+                outs[r] += *ch->data;
+    }
+    ring.close();
+    REQUIRE(readers.size() == 3);
+    for (size_t r = 0; r < readers.size(); ++r) {
+        INFO("reader " << r);
+        CHECK(readers[r]->ended());
+        CHECK(readers[r]->skipped() == 0);
+        REQUIRE(!outs[r].empty());
+        CHECK(outs[r].size() % 188 == 0);
+        auto file = tmp().path + "/ring_reader_" + std::to_string(r) + ".ts";
+        write_file(file, outs[r]);
+        // Decodes from its first byte without a single error ...
+        auto dec = sh("ffmpeg -v error -i " + quote(file) + " -f null -");
+        CHECK(dec.code == 0);
+        CHECK(dec.out.empty());
+        // ... and the first video frame is a keyframe.
+        auto kf = sh("ffprobe -v error -select_streams v -show_entries frame=key_frame -of csv=p=0 " + quote(file));
+        REQUIRE(kf.code == 0);
+        CHECK(kf.out.rfind("1", 0) == 0);
+    }
+    // Later readers joined later: strictly less media each.
+    CHECK(outs[0].size() > outs[1].size());
+    CHECK(outs[1].size() > outs[2].size());
+    CHECK(ring.readers() == 3);
+    readers.clear();
+    CHECK(ring.readers() == 0);
 }
