@@ -2,6 +2,7 @@
 // a directory.  Runs on a media thread started by the SegmenterEngine.
 #include "core/error.hpp"
 #include "media/hls.hpp"
+#include "media/job_fields.hpp"
 #include "media/media_job.hpp"
 #include "media/source.hpp"
 #include "media/ts_chunker.hpp"
@@ -12,17 +13,6 @@
 
 namespace openace::media {
 
-namespace {
-
-[[noreturn]] void bad_field(const std::string &key, const std::string &why)
-{
-    throw_errorf(Errc::JOB, "job", "validate", "field '{}': {}", key, why);
-}
-
-constexpr double kMaxSegmentDuration = 600;
-
-} // namespace
-
 void validate_segment_job(const nlohmann::json &spec)
 {
     // {"type":"segment","input":str,"output_dir":str,"segment_duration":n>0,
@@ -30,40 +20,15 @@ void validate_segment_job(const nlohmann::json &spec)
     if (!spec.is_object())
         throw_error(Errc::JOB, "job", "validate", "a segment job must be a JSON object");
     for (auto &[key, value] : spec.items()) {
-        if (key == "type" || key == "priority")
-            continue; // checked by the job queue
-        if (key == "input" || key == "output_dir") {
-            if (!value.is_string())
-                bad_field(key, fmt::format("expected a string, got {}", value.type_name()));
-            if (value.get_ref<const std::string &>().empty())
-                bad_field(key, "must not be empty");
+        if (fields::check_common(key, value))
             continue;
-        }
-        if (key == "format") {
-            if (!value.is_string())
-                bad_field(key, fmt::format("expected a string, got {}", value.type_name()));
-            continue;
-        }
-        if (key == "segment_duration") {
-            if (!value.is_number())
-                bad_field(key, fmt::format("expected a number of seconds, got {}", value.type_name()));
-            double d = value.get<double>();
-            if (!(d > 0) || !std::isfinite(d) || d > kMaxSegmentDuration)
-                bad_field(key, fmt::format("{} is outside (0, {}] seconds", d, kMaxSegmentDuration));
-            continue;
-        }
-        if (key == "realtime" || key == "loop") {
-            if (!value.is_boolean())
-                bad_field(key, fmt::format("expected a boolean, got {}", value.type_name()));
-            continue;
-        }
-        bad_field(key, "unknown field for a segment job (known: type, input, output_dir, segment_duration, "
+        fields::bad(key, "unknown field for a segment job (known: type, input, output_dir, segment_duration, "
                        "format, realtime, loop, priority)");
     }
     if (!spec.contains("input"))
-        bad_field("input", "missing (the file, URL or lavfi graph to segment)");
+        fields::bad("input", "missing (the file, URL or lavfi graph to segment)");
     if (!spec.contains("output_dir"))
-        bad_field("output_dir", "missing (the directory to write index.m3u8 and segments to)");
+        fields::bad("output_dir", "missing (the directory to write index.m3u8 and segments to)");
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include "media/encoder_select.hpp"
 #include "media/hls.hpp"
 #include "media/ladder.hpp"
+#include "media/job_fields.hpp"
 #include "media/media_job.hpp"
 #include "media/source.hpp"
 #include "media/transcoder.hpp"
@@ -19,15 +20,9 @@ namespace openace::media {
 
 namespace {
 
-constexpr double kMaxSegmentDuration = 600;
 constexpr double kDefaultVodSegment = 6.0;
 constexpr const char *kPresets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
                                     "medium",    "slow",      "slower",   "veryslow"};
-
-[[noreturn]] void bad_field(const std::string &key, const std::string &why)
-{
-    throw_errorf(Errc::JOB, "job", "validate", "field '{}': {}", key, why);
-}
 
 // streaming.piece_duration when the engine passes it in the context; the
 // config's default otherwise.
@@ -93,54 +88,29 @@ void validate_transcode_job(const nlohmann::json &spec)
     if (!spec.is_object())
         throw_error(Errc::JOB, "job", "validate", "a transcode job must be a JSON object");
     for (auto &[key, value] : spec.items()) {
-        if (key == "type" || key == "priority")
-            continue; // checked by the job queue
-        if (key == "input" || key == "output_dir") {
-            if (!value.is_string())
-                bad_field(key, fmt::format("expected a string, got {}", value.type_name()));
-            if (value.get_ref<const std::string &>().empty())
-                bad_field(key, "must not be empty");
+        if (fields::check_common(key, value))
             continue;
-        }
-        if (key == "format") {
-            if (!value.is_string())
-                bad_field(key, fmt::format("expected a string, got {}", value.type_name()));
-            continue;
-        }
         if (key == "ladder") {
             parse_ladder(value); // throws naming the rung
             continue;
         }
-        if (key == "segment_duration") {
-            if (!value.is_number())
-                bad_field(key, fmt::format("expected a number of seconds, got {}", value.type_name()));
-            double d = value.get<double>();
-            if (!(d > 0) || !std::isfinite(d) || d > kMaxSegmentDuration)
-                bad_field(key, fmt::format("{} is outside (0, {}] seconds", d, kMaxSegmentDuration));
-            continue;
-        }
-        if (key == "realtime" || key == "loop") {
-            if (!value.is_boolean())
-                bad_field(key, fmt::format("expected a boolean, got {}", value.type_name()));
-            continue;
-        }
         if (key == "preset") {
             if (!value.is_string())
-                bad_field(key, fmt::format("expected a string, got {}", value.type_name()));
+                fields::bad(key, fmt::format("expected a string, got {}", value.type_name()));
             auto p = value.get<std::string>();
             if (std::find(std::begin(kPresets), std::end(kPresets), p) == std::end(kPresets))
-                bad_field(key, fmt::format("unknown x264 preset '{}' (ultrafast … veryslow)", p));
+                fields::bad(key, fmt::format("unknown x264 preset '{}' (ultrafast … veryslow)", p));
             continue;
         }
-        bad_field(key, "unknown field for a transcode job (known: type, input, ladder, output_dir, "
+        fields::bad(key, "unknown field for a transcode job (known: type, input, ladder, output_dir, "
                        "segment_duration, format, realtime, loop, preset, priority)");
     }
     if (!spec.contains("input"))
-        bad_field("input", "missing (the file, URL or lavfi graph to transcode)");
+        fields::bad("input", "missing (the file, URL or lavfi graph to transcode)");
     if (!spec.contains("ladder"))
-        bad_field("ladder", "missing (the renditions to make, e.g. [\"720p\",\"480p\",\"360p\"])");
+        fields::bad("ladder", "missing (the renditions to make, e.g. [\"720p\",\"480p\",\"360p\"])");
     if (spec.contains("output_dir") && spec.value("loop", false))
-        bad_field("loop", "a looped input never ends, so it cannot be written to output_dir "
+        fields::bad("loop", "a looped input never ends, so it cannot be written to output_dir "
                           "(leave output_dir out for a live transcode)");
 }
 
