@@ -1,4 +1,6 @@
 // The openace command line tool as a user runs it.
+#include "command.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -10,25 +12,12 @@
 
 namespace {
 
-struct Run {
-    int code = -1;
-    std::string out;
-};
+using Run = testcmd::Result;
 
 // Runs the CLI with a shell command line (stderr merged) and a time bound.
 Run cli(const std::string &args)
 {
-    std::string cmd = std::string("timeout 60 ") + OPENACE_CLI_PATH + " " + args + " 2>&1";
-    Run r;
-    FILE *p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        r.out.append(buf, n);
-    int st = ::pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+    return testcmd::run(std::string(OPENACE_CLI_PATH) + " " + args, 60, true);
 }
 
 std::string write_temp(const std::string &name, const std::string &text)

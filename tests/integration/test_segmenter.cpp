@@ -5,6 +5,7 @@
 // ffprobe; every external command runs under `timeout`.
 #include <openace/engine.hpp>
 
+#include "command.hpp"
 #include "media/av_util.hpp"
 #include "media/chunk_ring.hpp"
 #include "media/hls.hpp"
@@ -38,25 +39,12 @@ namespace {
 const char *kConfig = R"({"engine":{"http_address":"127.0.0.1:0"},"logging":{"console":false}})";
 constexpr double kFrame = 1.0 / 25; // the test media's frame duration
 
-struct Cmd {
-    int code = -1;
-    std::string out;
-};
+using Cmd = testcmd::Result;
 
-// Runs a shell command under `timeout` with stderr merged into the output.
+// stderr merged into the output.
 Cmd sh(const std::string &cmd, int timeout_s = 120)
 {
-    std::string full = "timeout " + std::to_string(timeout_s) + " " + cmd + " 2>&1";
-    Cmd r;
-    FILE *p = ::popen(full.c_str(), "r");
-    REQUIRE(p);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        r.out.append(buf, n);
-    int st = ::pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+    return testcmd::run(cmd, timeout_s, true);
 }
 
 std::string quote(const std::string &s)

@@ -5,6 +5,7 @@
 #include <openace/engine.hpp>
 
 #include "core/log.hpp"
+#include "command.hpp"
 #include "media/encoder_select.hpp"
 #include "media/ladder.hpp"
 #include "media/media_job.hpp"
@@ -37,26 +38,12 @@ const char *kConfig = R"({"engine":{"http_address":"127.0.0.1:0"},"logging":{"co
 const char *kConfigHw =
     R"({"engine":{"http_address":"127.0.0.1:0"},"logging":{"console":false},"streaming":{"hardware_acceleration":true}})";
 
-struct Cmd {
-    int code = -1;
-    std::string out;
-};
+using Cmd = testcmd::Result;
 
-// A shell command with a time bound; stdout only (stderr to /dev/null unless
-// the command redirects it).
+// stdout only (stderr to the terminal unless the command redirects it).
 Cmd sh(const std::string &cmd, int timeout_s = 60)
 {
-    std::string full = "timeout " + std::to_string(timeout_s) + " " + cmd;
-    Cmd r;
-    FILE *p = ::popen(full.c_str(), "r");
-    REQUIRE(p);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        r.out.append(buf, n);
-    int st = ::pclose(p);
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+    return testcmd::run(cmd, timeout_s, false);
 }
 
 // A temporary directory removed at the end of the test.
