@@ -24,6 +24,7 @@ struct MediaJobContext {
     // through an AVIOInterruptCB reading it).
     const std::atomic<bool> *cancel = nullptr;
     bool hardware_acceleration = false; // streaming.hardware_acceleration
+    double piece_duration = 1.0;        // streaming.piece_duration: live chunk target
     bool cancelled() const noexcept { return cancel && cancel->load(std::memory_order_relaxed); }
 };
 

@@ -118,6 +118,8 @@ void SegmenterEngine::run_job(const engine::JobPtr &job)
     mctx.log = log_.with_job(id);
     mctx.cancel = &r->cancel;
     mctx.hardware_acceleration = ctx_.config && ctx_.config->streaming.hardware_acceleration;
+    if (ctx_.config)
+        mctx.piece_duration = ctx_.config->streaming.piece_duration;
     mctx.progress = [this, id](nlohmann::json p) {
         post([this, id, p = std::move(p)]() mutable {
             if (auto it = runs_.find(id); it != runs_.end())

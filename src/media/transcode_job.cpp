@@ -24,15 +24,10 @@ constexpr double kDefaultVodSegment = 6.0;
 constexpr const char *kPresets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
                                     "medium",    "slow",      "slower",   "veryslow"};
 
-// streaming.piece_duration when the engine passes it in the context; the
-// config's default otherwise.
-template <class Ctx> double piece_duration_of(const Ctx &ctx)
+// streaming.piece_duration, as the engine passes it in the context.
+double piece_duration_of(const MediaJobContext &ctx)
 {
-    if constexpr (requires { ctx.piece_duration; }) {
-        if (ctx.piece_duration > 0)
-            return double(ctx.piece_duration);
-    }
-    return 1.0;
+    return ctx.piece_duration > 0 ? ctx.piece_duration : 1.0;
 }
 
 double round3(double v) { return std::round(v * 1000) / 1000; }
