@@ -19,15 +19,7 @@ SegmenterEngine::~SegmenterEngine()
 {
     // Normally on_stop has joined everything; never let a joinable thread
     // reach std::thread's destructor.
-    {
-        std::lock_guard lock(mu_);
-        accepting_ = false;
-    }
-    for (auto &[id, run] : runs_)
-        run->cancel = true;
-    for (auto &[id, run] : runs_)
-        if (run->thread.joinable())
-            run->thread.join();
+    stop_threads();
     if (log_routed_)
         media_api().route_log(ctx_.log, false);
 }
@@ -193,20 +185,25 @@ void SegmenterEngine::end_run(int64_t id, nlohmann::json result, std::exception_
     }
 }
 
-void SegmenterEngine::on_stop(std::function<void()> done)
+void SegmenterEngine::stop_threads()
 {
     {
         std::lock_guard lock(mu_);
         accepting_ = false;
     }
-    // The job queue has already ended these jobs (engine_stopping); stop
-    // their threads.  They notice within a few tens of milliseconds: every
-    // blocking FFmpeg call polls the cancel flag.
+    // They notice within a few tens of milliseconds: every blocking FFmpeg
+    // call polls the cancel flag.
     for (auto &[id, run] : runs_)
         run->cancel = true;
     for (auto &[id, run] : runs_)
         if (run->thread.joinable())
             run->thread.join();
+}
+
+void SegmenterEngine::on_stop(std::function<void()> done)
+{
+    // The job queue has already ended these jobs (engine_stopping).
+    stop_threads();
     runs_.clear();
     {
         std::lock_guard lock(mu_);

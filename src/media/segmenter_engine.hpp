@@ -54,6 +54,8 @@ private:
     static void on_async(uv_async_t *h);
     void drain();
     void end_run(int64_t job_id, nlohmann::json result, std::exception_ptr error);
+    // Stops taking posts, cancels every job thread and joins it.
+    void stop_threads();
     // The media module (loaded on first use) with FFmpeg's log routed to ours.
     const MediaApi &api() const;
 

@@ -1,5 +1,7 @@
 #include "transport/magnet.hpp"
 
+#include "net/url.hpp"
+
 #include "core/error.hpp"
 
 #include <optional>
@@ -19,27 +21,14 @@ int hexval(char c)
     return -1;
 }
 
+// dn, tr and x.pe are form-encoded ('+' is a space); a bad escape names the
+// parameter.
 std::string pct_decode(std::string_view s, std::string_view param)
 {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        char c = s[i];
-        if (c == '+') {
-            out += ' ';
-        } else if (c == '%') {
-            int hi = i + 1 < s.size() ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < s.size() ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                throw_errorf(Errc::INVAL, "magnet", "parse",
-                             "parameter '{}': bad percent escape at offset {}", param, i);
-            out += static_cast<char>(hi * 16 + lo);
-            i += 2;
-        } else {
-            out += c;
-        }
-    }
-    return out;
+    auto out = net::percent_decode(s, true);
+    if (!out)
+        throw_errorf(Errc::INVAL, "magnet", "parse", "parameter '{}': bad percent escape", param);
+    return std::move(*out);
 }
 
 std::optional<InfoHash> parse_hex(std::string_view s)
@@ -92,22 +81,6 @@ bool iequal_prefix(std::string_view s, std::string_view prefix)
             return false;
     }
     return true;
-}
-
-void pct_encode(std::string &out, std::string_view s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (char c : s) {
-        auto u = static_cast<unsigned char>(c);
-        if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
-            u == '-' || u == '.' || u == '_' || u == '~') {
-            out += c;
-        } else {
-            out += '%';
-            out += hex[u >> 4];
-            out += hex[u & 15];
-        }
-    }
 }
 
 } // namespace
@@ -196,11 +169,11 @@ std::string to_magnet(const InfoHash &infohash, std::string_view name,
     std::string s = "magnet:?xt=urn:btih:" + to_hex(infohash);
     if (!name.empty()) {
         s += "&dn=";
-        pct_encode(s, name);
+        s += net::percent_encode(name);
     }
     for (const auto &t : trackers) {
         s += "&tr=";
-        pct_encode(s, t);
+        s += net::percent_encode(t);
     }
     return s;
 }
