@@ -200,13 +200,16 @@ private:
                         fail(kpos, "dictionary key must be a string");
                     count_item(kpos);
                     std::string k = string();
-                    if (!d.empty() && !(d.back().first < k))
+                    if (lim_.require_sorted_keys && !d.empty() && !(d.back().first < k))
                         fail(kpos, "{}", d.back().first == k ? "duplicate dictionary key"
                                                        : "dictionary keys not sorted");
                     Value val = value(depth + 1);
                     d.emplace_back(std::move(k), std::move(val));
                 }
-                v.v_ = std::move(d);
+                if (lim_.require_sorted_keys)
+                    v.v_ = std::move(d);
+                else
+                    v.v_ = std::move(Value(std::move(d)).v_);
             }
             ++pos_; // 'e'
         } else {

@@ -1,8 +1,9 @@
 // Strict bencode (BEP 3): canonical integers, byte strings without leading
-// zeros in their length, dictionaries with strictly sorted unique keys, no
-// trailing data, and depth / size / item limits.  Decoded values remember the
-// [begin, end) byte span they came from, so a caller can hash a sub-value
-// exactly as it appeared on the wire (the metainfo "info" dictionary).
+// zeros in their length, dictionaries with strictly sorted unique keys
+// (relaxable for peer payloads, see Limits), no trailing data, and depth /
+// size / item limits.  Decoded values remember the [begin, end) byte span
+// they came from, so a caller can hash a sub-value exactly as it appeared on
+// the wire (the metainfo "info" dictionary).
 #pragma once
 
 #include <cstddef>
@@ -71,6 +72,10 @@ struct Limits {
     std::size_t max_depth = 64;               // nesting of lists/dicts
     std::size_t max_size = 16u * 1024 * 1024; // input bytes
     std::size_t max_items = 1'000'000;        // values in total
+    // false: dictionary keys may arrive unsorted or repeated (payloads from
+    // other clients); a repeated key keeps its last value and the decoded
+    // dictionary is sorted, so it no longer re-encodes to the input bytes.
+    bool require_sorted_keys = true;
 };
 
 // Decodes exactly one value spanning all of `in`.  Throws
