@@ -1,8 +1,7 @@
 #include "transport/metainfo.hpp"
 
 #include "core/error.hpp"
-
-#include <mbedtls/sha1.h>
+#include "core/sha1.hpp"
 
 #include <limits>
 
@@ -176,9 +175,7 @@ std::vector<std::string> Metainfo::trackers() const
 
 InfoHash sha1(std::string_view data)
 {
-    InfoHash h{};
-    mbedtls_sha1_ret(reinterpret_cast<const unsigned char *>(data.data()), data.size(), h.data());
-    return h;
+    return core::Sha1::hash(data);
 }
 
 Metainfo parse_metainfo(std::string_view torrent)
@@ -274,12 +271,22 @@ std::string build_metainfo(std::string_view name, const std::vector<BuildFile> &
     if (total == 0)
         fail("torrent has no data");
 
+    std::vector<TorrentFile> entries;
+    for (const auto &f : files)
+        entries.push_back({f.path, static_cast<std::int64_t>(f.data.size())});
+    return encode_torrent(name, piece_length, std::move(pieces), entries, single, trackers);
+}
+
+std::string encode_torrent(std::string_view name, std::int64_t piece_length, std::string pieces,
+                           const std::vector<TorrentFile> &files, bool single,
+                           const std::vector<std::string> &trackers)
+{
     b::Value info{b::Dict{}};
     info.set("name", b::Value(name));
     info.set("piece length", b::Value(piece_length));
     info.set("pieces", b::Value(std::move(pieces)));
     if (single) {
-        info.set("length", b::Value(total));
+        info.set("length", b::Value(files.empty() ? 0 : files[0].length));
     } else {
         b::List fl;
         for (const auto &f : files) {
@@ -287,7 +294,7 @@ std::string build_metainfo(std::string_view name, const std::vector<BuildFile> &
             for (const auto &c : f.path)
                 path.emplace_back(c);
             b::Value fe{b::Dict{}};
-            fe.set("length", b::Value(static_cast<std::int64_t>(f.data.size())));
+            fe.set("length", b::Value(f.length));
             fe.set("path", b::Value(std::move(path)));
             fl.push_back(std::move(fe));
         }

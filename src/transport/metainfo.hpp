@@ -68,4 +68,16 @@ std::string build_metainfo(std::string_view name, const std::vector<BuildFile> &
                            std::int64_t piece_length,
                            const std::vector<std::string> &trackers = {});
 
+// The .torrent bytes for content already hashed (`pieces`: the
+// concatenated SHA-1s).  single: one file named `name`, files[0].length
+// bytes; else a directory `name` holding `files`.  What build_metainfo and
+// the seed job's builder (torrent_builder.hpp) both write.
+struct TorrentFile {
+    std::vector<std::string> path;
+    std::int64_t length = 0;
+};
+std::string encode_torrent(std::string_view name, std::int64_t piece_length, std::string pieces,
+                           const std::vector<TorrentFile> &files, bool single,
+                           const std::vector<std::string> &trackers);
+
 } // namespace openace::transport
