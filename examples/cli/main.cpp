@@ -4,6 +4,11 @@
 //   openace [--config F] [--log-level L] [--json] probe
 //   openace [--config F] [--log-level L] [--json] segment INPUT OUTDIR
 //           [--segment-duration S] [--ladder 1080p,720p,480p] [--realtime] [--loop] [--format F]
+//   openace [...] play INFOHASH|MAGNET|FILE.torrent [-o FILE|-] [--file-index N]
+//   openace [...] seed PATH [--tracker URL]... [--save FILE.torrent] [--piece-length N]
+//
+// Engine flags, before or after the subcommand: --listen-port P, --peer HOST:PORT
+// (repeatable), --state-dir DIR, --set KEY=VALUE (any config key, repeatable).
 //
 // Exit codes: 0 success, 1 the job or engine failed, 2 bad flags or config.
 #include <openace/engine.hpp>
@@ -19,6 +24,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -31,6 +37,10 @@ struct Options {
     std::string config_path;
     std::string log_level;
     bool json = false;
+    int listen_port = -1;
+    std::vector<std::string> peers;
+    std::string state_dir;
+    std::vector<std::string> sets; // KEY=VALUE
 };
 
 // defaults < config file < flags
@@ -40,6 +50,25 @@ openace::core::Config build_config(const Options &o)
                                      : openace::core::load_config_file(o.config_path);
     if (!o.log_level.empty())
         openace::core::set_config_value(cfg, "engine.log_level", o.log_level);
+    for (const auto &kv : o.sets) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0)
+            throw openace::Error(openace::Errc::CONFIG, "config", "set",
+                                 "--set '" + kv + "': expected KEY=VALUE, e.g. transport.embedded_tracker=true");
+        openace::core::set_config_value(cfg, kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    if (o.listen_port >= 0)
+        openace::core::set_config_value(cfg, "transport.listen_port", std::to_string(o.listen_port));
+    if (!o.state_dir.empty())
+        openace::core::set_config_value(cfg, "engine.state_dir", o.state_dir);
+    for (const auto &p : o.peers) {
+        auto peers = cfg.transport.peers;
+        peers.push_back(p);
+        std::string joined;
+        for (const auto &x : peers)
+            joined += (joined.empty() ? "" : ",") + x;
+        openace::core::set_config_value(cfg, "transport.peers", joined);
+    }
     return cfg;
 }
 
@@ -55,6 +84,16 @@ struct ProgressLine {
         if (!p.is_object())
             return;
         std::string text;
+        if (p.contains("state") && p["state"].is_string())
+            text += p["state"].get<std::string>() + "  ";
+        if (p.contains("peers") && p["peers"].is_number())
+            text += std::to_string(p["peers"].get<long long>()) + " peers  ";
+        if (p.contains("download_rate") && p["download_rate"].is_number())
+            text += "down " + fmt_rate(p["download_rate"].get<double>()) + "  ";
+        if (p.contains("upload_rate") && p["upload_rate"].is_number())
+            text += "up " + fmt_rate(p["upload_rate"].get<double>()) + "  ";
+        if (p.contains("buffer_bytes") && p["buffer_bytes"].is_number())
+            text += "buffer " + fmt_bytes(p["buffer_bytes"].get<double>()) + "  ";
         if (p.contains("percent") && p["percent"].is_number())
             text += fmt_number(p["percent"].get<double>(), 1) + "%  ";
         if (p.contains("seconds_done") && p["seconds_done"].is_number())
@@ -78,6 +117,17 @@ struct ProgressLine {
             std::cerr << "\n";
         shown = false;
     }
+    static std::string fmt_bytes(double v)
+    {
+        const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+        int u = 0;
+        while (v >= 1024 && u < 4) {
+            v /= 1024;
+            ++u;
+        }
+        return fmt_number(v, u == 0 ? 0 : 1) + " " + units[u];
+    }
+    static std::string fmt_rate(double v) { return fmt_bytes(v) + "/s"; }
     static std::string fmt_number(double v, int decimals)
     {
         char buf[64];
@@ -107,8 +157,12 @@ void print_event(const openace::Event &ev, bool json, ProgressLine *progress = n
     }
 }
 
+// Runs one job to its end.  `on_progress` sees every progress object (the
+// seed command prints its magnet link from it); the result goes to stdout,
+// or to stderr when stdout carries the job's data (play -o -).
 int run_engine_job(openace::Engine &engine, const std::string &job_json, bool json,
-                   bool show_progress = false)
+                   bool show_progress = false, const std::function<void(const nlohmann::json &)> &on_progress = {},
+                   bool result_to_stderr = false)
 {
     ProgressLine progress;
     int64_t id = engine.submit_job(job_json);
@@ -120,14 +174,25 @@ int run_engine_job(openace::Engine &engine, const std::string &job_json, bool js
         auto ev = engine.wait_event(0.2);
         if (!ev || ev->job_id != id)
             continue;
-        print_event(*ev, json, show_progress ? &progress : nullptr);
+        if (on_progress && ev->id == OPENACE_EVENT_JOB_PROGRESS) {
+            auto j = nlohmann::json::parse(ev->json, nullptr, false);
+            if (j.is_object() && j.contains("progress"))
+                on_progress(j["progress"]);
+        }
+        print_event(*ev, json && !result_to_stderr, show_progress ? &progress : nullptr);
         if (!ev->final)
             continue;
         auto j = nlohmann::json::parse(ev->json);
         if (j.value("state", "") == "done") {
-            if (!json)
+            if (result_to_stderr)
+                std::cerr << j["result"].dump(json ? -1 : 2) << std::endl;
+            else if (!json)
                 std::cout << j["result"].dump(2) << std::endl;
             return 0;
+        }
+        if (j.value("state", "") == "cancelled") {
+            progress.end();
+            return 0; // stopped by the user (Ctrl-C)
         }
         if (j.contains("error"))
             std::cerr << "openace: " << j["error"].value("message", "job failed") << "\n";
@@ -164,6 +229,10 @@ int main(int argc, char **argv)
     app.add_option("--config", o.config_path, "Configuration file (TOML or JSON)")->check(CLI::ExistingFile);
     app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off");
     app.add_flag("--json", o.json, "Machine-readable output: one JSON event per line");
+    app.add_option("--listen-port", o.listen_port, "P2P listen port (0 = any free port)")->check(CLI::Range(0, 65535));
+    app.add_option("--peer", o.peers, "HOST:PORT of a peer every job connects to (repeatable)");
+    app.add_option("--state-dir", o.state_dir, "State directory: identity key, certificate, disk cache");
+    app.add_option("--set", o.sets, "Set any config key: KEY=VALUE (repeatable)");
     // Options of the main app are accepted after the subcommand too.
     app.fallthrough();
 
@@ -187,6 +256,28 @@ int main(int argc, char **argv)
     segment_cmd->add_flag("--realtime", seg.realtime, "Read the input at its native rate");
     segment_cmd->add_flag("--loop", seg.loop, "Restart the input at its end (until Ctrl-C)");
     segment_cmd->add_option("--format", seg.format, "Force the input format (e.g. lavfi, mpegts)");
+
+    struct {
+        std::string source, output = "-";
+        int file_index = -1;
+    } play;
+    auto *play_cmd = app.add_subcommand(
+        "play", "Stream one file of a torrent in order while it downloads (to a file or - for stdout)");
+    play_cmd->add_option("SOURCE", play.source, "40-hex infohash, magnet link or .torrent file")->required();
+    play_cmd->add_option("-o,--output", play.output, "Output file, or - for standard output (default)");
+    play_cmd->add_option("--file-index", play.file_index, "Which file of a multi-file torrent (default: the largest)")
+        ->check(CLI::NonNegativeNumber);
+
+    struct {
+        std::string path, save;
+        std::vector<std::string> trackers;
+        int64_t piece_length = 0;
+    } seed;
+    auto *seed_cmd = app.add_subcommand("seed", "Make a torrent of PATH and seed it until Ctrl-C");
+    seed_cmd->add_option("PATH", seed.path, "File or directory to seed")->required();
+    seed_cmd->add_option("--tracker", seed.trackers, "Tracker announce URL (repeatable)");
+    seed_cmd->add_option("--save", seed.save, "Also write the .torrent file here");
+    seed_cmd->add_option("--piece-length", seed.piece_length, "Piece size in bytes (default: chosen from the size)");
 
     try {
         app.parse(argc, argv);
@@ -212,7 +303,8 @@ int main(int argc, char **argv)
     }
     // One-shot commands need no API port: never collide with a running
     // `openace serve`.
-    if (!*serve_cmd)
+    // (Unless an address was asked for: `seed` may serve the embedded tracker.)
+    if (!*serve_cmd && cfg.engine.http_address == openace::core::default_config().engine.http_address)
         cfg.engine.http_address = "127.0.0.1:0";
     try {
         openace::Engine engine(openace::core::to_json(cfg, false).dump());
@@ -242,6 +334,38 @@ int main(int argc, char **argv)
             if (seg.segment_duration > 0)
                 job["segment_duration"] = seg.segment_duration;
             return run_engine_job(engine, job.dump(), o.json, !o.json);
+        }
+        if (*play_cmd) {
+            nlohmann::json job = {{"type", "play"}, {"output", play.output}};
+            const std::string &src = play.source;
+            if (src.rfind("magnet:", 0) == 0)
+                job["magnet"] = src;
+            else if (src.size() == 40 && src.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos)
+                job["infohash"] = src;
+            else
+                job["torrent"] = src;
+            if (play.file_index >= 0)
+                job["file_index"] = play.file_index;
+            return run_engine_job(engine, job.dump(), o.json, !o.json, {}, play.output == "-");
+        }
+        if (*seed_cmd) {
+            nlohmann::json job = {{"type", "seed"}, {"path", seed.path}};
+            if (!seed.trackers.empty())
+                job["trackers"] = seed.trackers;
+            if (!seed.save.empty())
+                job["save_torrent"] = seed.save;
+            if (seed.piece_length > 0)
+                job["piece_length"] = seed.piece_length;
+            bool announced = false;
+            auto show = [&](const nlohmann::json &p) {
+                if (announced || p.value("state", "") != "seeding" || o.json)
+                    return;
+                announced = true;
+                std::cout << "infohash " << p.value("infohash", "") << "\n"
+                          << "magnet " << p.value("magnet", "") << "\n"
+                          << "port " << p.value("listen_port", 0) << std::endl;
+            };
+            return run_engine_job(engine, job.dump(), o.json, !o.json, show);
         }
     } catch (const openace::Error &e) {
         std::cerr << "openace: " << e.what() << "\n";

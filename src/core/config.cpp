@@ -185,6 +185,21 @@ std::string trackers(const std::vector<std::string> &v)
     return {};
 }
 
+std::string peer_list(const std::vector<std::string> &v)
+{
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const auto &e = v[i];
+        auto colon = e.rfind(':');
+        if (e.empty() || colon == std::string::npos || colon == 0 || colon + 1 == e.size())
+            return fmt::format("element {}: '{}' is not HOST:PORT", i + 1, e);
+        const std::string port = e.substr(colon + 1);
+        if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoi(port) < 1 ||
+            std::stoi(port) > 65535)
+            return fmt::format("element {}: '{}' has no port 1-65535", i + 1, e);
+    }
+    return {};
+}
+
 std::string any(const auto &) { return {}; }
 
 #define OA_FIELD(sec, key, check)                                                         \
@@ -217,6 +232,8 @@ const Field kFields[] = {
     OA_FIELD(transport, cache_size_mb, (int_range<1, (int64_t{1} << 30)>)),
     OA_FIELD(transport, embedded_tracker, any),
     OA_FIELD(transport, max_connections, (int_range<1, 100000>)),
+    OA_FIELD(transport, peers, peer_list),
+    OA_FIELD(transport, idle_timeout, (real_range<0.0, 86400.0, false>)),
 
     OA_FIELD(streaming, buffer_size, (real_range<0.0, 3600.0, false>)),
     OA_FIELD(streaming, hardware_acceleration, any),

@@ -42,6 +42,10 @@ struct TransportSection {
     int64_t cache_size_mb = 2048;
     bool embedded_tracker = false;
     int max_connections = 200;
+    // Peers ("host:port") every job connects to, besides what trackers and
+    // PEX find (the CLI's --peer).
+    std::vector<std::string> peers;
+    double idle_timeout = 300.0; // seconds before an idle peer connection closes
     bool operator==(const TransportSection &) const = default;
 };
 

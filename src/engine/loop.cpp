@@ -2,6 +2,9 @@
 
 #include "core/error.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 namespace openace::engine {
 
 Loop::Loop()
@@ -9,7 +12,18 @@ Loop::Loop()
     uv_loop_init(&loop_);
     uv_async_init(&loop_, &async_, &Loop::on_async);
     async_.data = this;
-    thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
+    thread_ = std::thread([this] {
+        // A write to a socket whose peer has gone raises SIGPIPE in the
+        // writing thread, and its default action ends the process: block it
+        // here (the write then fails with EPIPE), so that embedding the
+        // engine never needs a process-wide signal setting.  libuv's thread
+        // pool, started from this thread, inherits the mask.
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &set, nullptr);
+        uv_run(&loop_, UV_RUN_DEFAULT);
+    });
 }
 
 Loop::~Loop()

@@ -2,6 +2,9 @@
 
 #include "core/error.hpp"
 #include "core/log_query.hpp"
+#include "engine/engine_manager.hpp"
+#include "transport/embedded_tracker.hpp"
+#include "transport/transport_engine.hpp"
 #include "streamer/ace_compat.hpp"
 #include "streamer/metrics.hpp"
 
@@ -92,6 +95,9 @@ void StreamerEngine::on_start()
         res->send(200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(ctx_.stats()));
     });
     route("/api/logs", [this](auto &req, auto &res) { api_logs(req, res); });
+    auto *transport = dynamic_cast<transport::TransportEngine *>(ctx_.manager->find("transport"));
+    if (transport && transport->embedded_tracker())
+        transport->embedded_tracker()->install(*server_);
 
     try {
         server_->listen(hp.host, hp.port);
@@ -102,6 +108,8 @@ void StreamerEngine::on_start()
         throw;
     }
     log_.info("HTTP API listening on http://{}", server_->address());
+    if (transport && transport->embedded_tracker())
+        transport->set_embedded_tracker_url("http://" + server_->address() + "/announce");
 }
 
 void StreamerEngine::on_stop(std::function<void()> done)
@@ -143,6 +151,9 @@ bool StreamerEngine::allow(const net::HttpRequest &req, net::HttpResponse &res)
         return false;
     }
     if (is_loopback(req.peer_ip))
+        return true;
+    // The embedded tracker is for peers anywhere (transport.embedded_tracker).
+    if (req.path == "/announce" && ctx_.config->transport.embedded_tracker)
         return true;
     std::string presented;
     if (auto t = req.param("token"))
