@@ -303,6 +303,7 @@ void Torrent::on_closed(PeerConnection &c, const std::string &reason, bool befor
                 candidates_.erase(it);
         }
     }
+    forget_sender(c.state.key);
     log_.debug("torrent {}: peer {} closed: {}", to_hex(info_hash_).substr(0, 8), c.address().to_string(), reason);
     if (!stopping_ && started_)
         fill_all_requests();
@@ -616,6 +617,21 @@ void Torrent::piece_verified(std::uint32_t piece, bool ok, const std::string &er
         announcer_->completed();
     serve_readers();
     fill_all_requests();
+}
+
+void Torrent::forget_sender(std::uint64_t key)
+{
+    // Kept only while a block it sent may still prove it guilty.
+    auto sent = [key](const std::vector<std::uint64_t> &senders) {
+        return std::find(senders.begin(), senders.end(), key) != senders.end();
+    };
+    for (const auto &[piece, senders] : block_senders_)
+        if (sent(senders))
+            return;
+    for (const auto &[piece, sus] : suspects_)
+        if (sent(sus.senders))
+            return;
+    known_senders_.erase(key);
 }
 
 void Torrent::ban_key(std::uint64_t key, const std::string &why)

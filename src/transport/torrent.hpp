@@ -141,6 +141,8 @@ private:
     void piece_verified(std::uint32_t piece, bool ok, const std::string &error);
     void ban(PeerConnection &c, const std::string &why);
     void ban_key(std::uint64_t key, const std::string &why);
+    // Drops what we know of a gone peer unless a pending check may need it.
+    void forget_sender(std::uint64_t key);
     // The address a ban names: an incoming peer's listen port when known.
     PeerAddress ban_address(const PeerConnection &c) const;
     void serve_readers();
