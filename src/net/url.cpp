@@ -1,19 +1,10 @@
 #include "net/url.hpp"
 
+#include "core/hex.hpp"
+
 namespace openace::net {
 
 namespace {
-
-int hex_value(char c) noexcept
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 bool is_unreserved(unsigned char c) noexcept
 {
@@ -39,8 +30,8 @@ std::optional<std::string> percent_decode(std::string_view s, bool plus_as_space
         if (c == '%') {
             if (s.size() - i < 3)
                 return std::nullopt;
-            int hi = hex_value(s[i + 1]);
-            int lo = hex_value(s[i + 2]);
+            int hi = core::hex_digit(s[i + 1]);
+            int lo = core::hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return std::nullopt;
             out.push_back(static_cast<char>(hi * 16 + lo));

@@ -3,23 +3,13 @@
 #include "net/url.hpp"
 
 #include "core/error.hpp"
+#include "core/hex.hpp"
 
 #include <optional>
 
 namespace openace::transport {
 
 namespace {
-
-int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 // dn, tr and x.pe are form-encoded ('+' is a space); a bad escape names the
 // parameter.
@@ -33,14 +23,7 @@ std::string pct_decode(std::string_view s, std::string_view param)
 
 std::optional<InfoHash> parse_hex(std::string_view s)
 {
-    InfoHash h{};
-    for (std::size_t i = 0; i < 20; ++i) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return std::nullopt;
-        h[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-    }
-    return h;
+    return core::from_hex<20>(s);
 }
 
 std::optional<InfoHash> parse_base32(std::string_view s)
@@ -153,14 +136,7 @@ Magnet parse_magnet(std::string_view uri)
 
 std::string to_hex(const InfoHash &infohash)
 {
-    static const char hex[] = "0123456789abcdef";
-    std::string s;
-    s.reserve(40);
-    for (std::uint8_t b : infohash) {
-        s += hex[b >> 4];
-        s += hex[b & 15];
-    }
-    return s;
+    return core::to_hex(infohash.data(), infohash.size());
 }
 
 std::string to_magnet(const InfoHash &infohash, std::string_view name,

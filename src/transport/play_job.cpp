@@ -1,6 +1,7 @@
 #include "transport/play_job.hpp"
 
 #include "core/error.hpp"
+#include "core/hex.hpp"
 #include "engine/engine_manager.hpp"
 #include "net/uv_handle.hpp"
 #include "transport/torrent.hpp"
@@ -29,25 +30,10 @@ constexpr std::size_t kMaxTorrentFile = 16 << 20;
 
 bool parse_hex_infohash(const std::string &s, InfoHash &out)
 {
-    if (s.size() != 40)
-        return false;
-    for (std::size_t i = 0; i < 20; ++i) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; ++k) {
-            char c = s[2 * i + k];
-            v <<= 4;
-            if (c >= '0' && c <= '9')
-                v |= unsigned(c - '0');
-            else if (c >= 'a' && c <= 'f')
-                v |= unsigned(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F')
-                v |= unsigned(c - 'A' + 10);
-            else
-                return false;
-        }
-        out[i] = static_cast<std::uint8_t>(v);
-    }
-    return true;
+    auto h = core::from_hex<20>(s);
+    if (h)
+        out = *h;
+    return h.has_value();
 }
 
 std::string read_torrent_file(const std::string &path)
