@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/error.hpp"
+#include "engine/job_fields.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -13,10 +14,7 @@ namespace openace::media::fields {
 
 inline constexpr double kMaxSegmentDuration = 600;
 
-[[noreturn]] inline void bad(const std::string &key, const std::string &why)
-{
-    throw_errorf(Errc::JOB, "job", "validate", "field '{}': {}", key, why);
-}
+using engine::fields::bad;
 
 // Checks `value` when `key` is one of the shared fields (type, priority,
 // input, output_dir, format, segment_duration, realtime, loop) and returns

@@ -50,6 +50,28 @@ template <class T> void close_and_delete(T *h, std::function<void()> then = {})
     });
 }
 
+// Runs `fn` on the loop thread at the next loop iteration (from an idle
+// handle that then closes itself), e.g. to destroy an object one of whose
+// methods is still on the stack.  Loop thread only.  The idle handle keeps
+// the loop running until it has run.
+inline void run_soon(uv_loop_t *loop, std::function<void()> fn)
+{
+    auto *idle = new uv_idle_t{};
+    uv_idle_init(loop, idle);
+    idle->data = new std::function<void()>(std::move(fn));
+    uv_idle_start(idle, [](uv_idle_t *h) {
+        auto *f = static_cast<std::function<void()> *>(h->data);
+        h->data = nullptr;
+        close_and_delete(h);
+        try {
+            (*f)();
+        } catch (...) {
+            // never unwind through libuv
+        }
+        delete f;
+    });
+}
+
 // Owns one heap-allocated libuv handle of type T (uv_tcp_t, uv_timer_t, …).
 // Cannot be copied or moved: libuv and the owner keep raw pointers to it.
 //

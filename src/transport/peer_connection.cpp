@@ -392,11 +392,6 @@ void PeerConnection::close(const std::string &reason)
         h->on_closed(*this, reason, !got_handshake_);
 }
 
-std::string PeerConnection::cipher_suite() const
-{
-    return tls_ ? tls_->cipher_suite() : std::string();
-}
-
 std::size_t PeerConnection::memory_bytes() const noexcept
 {
     return sizeof(*this) + sizeof(uv_tcp_t) + in_.capacity() + out_.capacity() + state.have.bytes().size() +

@@ -100,7 +100,6 @@ public:
     clock::time_point last_sent() const noexcept { return last_sent_; }
     std::uint64_t bytes_received() const noexcept { return bytes_in_; }
     std::uint64_t bytes_sent() const noexcept { return bytes_out_; }
-    std::string cipher_suite() const;
     // Heap bytes held by this connection (for the 16 KB/connection goal).
     std::size_t memory_bytes() const noexcept;
 
@@ -116,7 +115,6 @@ public:
         std::uint64_t key = 0;      // the Torrent's id for this connection
         double down_rate = 0, up_rate = 0;   // payload bytes/s, smoothed
         std::uint64_t down_payload = 0, up_payload = 0, down_mark = 0, up_mark = 0;
-        int hash_fails = 0, good_pieces = 0;
         int pending_uploads = 0;
         clock::time_point last_piece{};
         clock::time_point interest_changed{};

@@ -1,6 +1,7 @@
 #include "transport/play_job.hpp"
 
 #include "core/error.hpp"
+#include "engine/job_fields.hpp"
 #include "core/hex.hpp"
 #include "engine/engine_manager.hpp"
 #include "net/uv_handle.hpp"
@@ -23,10 +24,7 @@ namespace {
 constexpr std::size_t kReadSize = 256 * 1024;
 constexpr std::size_t kMaxTorrentFile = 16 << 20;
 
-[[noreturn]] void bad(const std::string &key, const std::string &why)
-{
-    throw_errorf(Errc::JOB, "job", "validate", "field '{}': {}", key, why);
-}
+using engine::fields::bad;
 
 bool parse_hex_infohash(const std::string &s, InfoHash &out)
 {
@@ -148,8 +146,7 @@ void PlayJob::validate(const nlohmann::json &spec)
                 }
             }
         } else if (key == "trackers") {
-            if (!v.is_array() || !std::all_of(v.begin(), v.end(), [](const auto &t) { return t.is_string(); }))
-                bad(key, "expected an array of tracker URLs");
+            engine::fields::check_string_array(key, v, "tracker URLs");
         } else {
             bad(key, "unknown field for a play job");
         }

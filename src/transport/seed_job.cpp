@@ -1,6 +1,7 @@
 #include "transport/seed_job.hpp"
 
 #include "core/error.hpp"
+#include "engine/job_fields.hpp"
 #include "engine/job_queue.hpp"
 #include "net/uv_handle.hpp"
 #include "transport/storage.hpp"
@@ -18,10 +19,7 @@ namespace openace::transport {
 
 namespace {
 
-[[noreturn]] void bad(const std::string &key, const std::string &why)
-{
-    throw_errorf(Errc::JOB, "job", "validate", "field '{}': {}", key, why);
-}
+using engine::fields::bad;
 
 } // namespace
 
@@ -52,8 +50,7 @@ void SeedJob::validate(const nlohmann::json &spec)
             if (!v.is_string() || v.get<std::string>().empty())
                 bad(key, "expected a non-empty path");
         } else if (key == "trackers") {
-            if (!v.is_array() || !std::all_of(v.begin(), v.end(), [](const auto &t) { return t.is_string(); }))
-                bad(key, "expected an array of tracker URLs");
+            engine::fields::check_string_array(key, v, "tracker URLs");
         } else if (key == "piece_length") {
             if (!v.is_number_integer() || v.get<std::int64_t>() < 16384 || v.get<std::int64_t>() > (64 << 20) ||
                 v.get<std::int64_t>() % 16384 != 0)

@@ -293,8 +293,8 @@ void Torrent::on_closed(PeerConnection &c, const std::string &reason, bool befor
             ctx_.plain_only.insert(c.address());
             ctx_.tls_capable.erase(c.address());
             cand.next_try = clock::now();
-        } else if (reason == "upgrading to TLS") {
-            cand.next_try = clock::now();
+        } else if (!c.is_tls() && ctx_.tls_capable.count(c.address())) {
+            cand.next_try = clock::now(); // closed to come back in TLS
         } else {
             ++cand.failures;
             auto delay = std::chrono::seconds(std::min(300, 5 << std::min(cand.failures, 6)));
@@ -366,7 +366,9 @@ void Torrent::on_message(PeerConnection &c, const wire::Message &m)
                 s.have.set(m.index);
                 picker_->peer_have(s.key, m.index);
             }
-            set_interest(c);
+            // One more piece can only make us interested (no rescan here).
+            if (!s.am_interested && picker_->is_wanted(m.index) && !picker_->have().test(m.index))
+                send_interest(c, true);
             fill_requests(c);
         } else {
             if (s.early_bitfield.empty())
@@ -485,7 +487,11 @@ bool Torrent::peer_has_wanted(const PeerConnection &c) const
 
 void Torrent::set_interest(PeerConnection &c)
 {
-    bool want = peer_has_wanted(c);
+    send_interest(c, peer_has_wanted(c));
+}
+
+void Torrent::send_interest(PeerConnection &c, bool want)
+{
     if (want != c.state.am_interested) {
         c.state.am_interested = want;
         c.state.interest_changed = clock::now();
@@ -532,7 +538,8 @@ void Torrent::on_piece(PeerConnection &c, const wire::Message &m)
         senders.assign(picker_->blocks_in_piece(m.index), 0);
     if (m.begin / wire::kBlockSize < senders.size())
         senders[m.begin / wire::kBlockSize] = s.key;
-    known_senders_[s.key] = {c.peer_id(), ban_address(c)};
+    if (!known_senders_.count(s.key))
+        known_senders_.emplace(s.key, std::make_pair(c.peer_id(), ban_address(c)));
     if (picker_->piece_blocks_complete(m.index)) {
         std::string data = std::move(buf);
         partial_.erase(m.index);
@@ -589,9 +596,6 @@ void Torrent::piece_verified(std::uint32_t piece, bool ok, const std::string &er
         fill_all_requests();
         return;
     }
-    for (auto key : distinct)
-        if (PeerConnection *c = find(key))
-            ++c->state.good_pieces;
     if (auto it = suspects_.find(piece); it != suspects_.end()) {
         Suspect sus = std::move(it->second);
         suspects_.erase(it);
@@ -608,11 +612,9 @@ void Torrent::piece_verified(std::uint32_t piece, bool ok, const std::string &er
                        });
     }
     picker_->set_have(piece);
-    for (auto &[k, c] : peers_) {
+    // Interest that this piece may have ended is re-checked on the tick.
+    for (auto &[k, c] : peers_)
         c->send(msg(wire::MsgType::Have, piece));
-        if (c->state.am_interested && c->state.have.test(piece))
-            set_interest(*c);
-    }
     if (complete() && announcer_)
         announcer_->completed();
     serve_readers();
@@ -980,6 +982,8 @@ void Torrent::tick()
         s.up_rate = smooth(s.up_rate, static_cast<double>(s.up_payload - s.up_mark));
         s.down_mark = s.down_payload;
         s.up_mark = s.up_payload;
+        if (s.am_interested)
+            set_interest(*c); // pieces we got since may have ended it
         // Requests that went unanswered: back to the pool.
         if (picker_ && picker_->outstanding_count(s.key) > 0 && !s.peer_choking) {
             auto since = s.last_piece == clock::time_point{} ? now - c->created() : now - s.last_piece;

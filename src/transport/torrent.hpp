@@ -123,7 +123,9 @@ private:
     void connect_to(const PeerAddress &a, Candidate &cand);
     void choke_round(bool rotate_optimistic);
     void set_choke(PeerConnection &c, bool choke);
+    // Recomputes our interest in the peer (a scan of the wanted pieces).
     void set_interest(PeerConnection &c);
+    void send_interest(PeerConnection &c, bool want);
     bool peer_has_wanted(const PeerConnection &c) const;
     void fill_requests(PeerConnection &c);
     void fill_all_requests();

@@ -108,16 +108,8 @@ void TransportEngine::job_ended(std::int64_t job_id)
         keep = it2->second;
         seeds_.erase(it2);
     }
-    if (keep) {
-        auto *idle = new uv_idle_t{};
-        uv_idle_init(tctx_.loop, idle);
-        idle->data = new std::shared_ptr<void>(std::move(keep));
-        uv_idle_start(idle, [](uv_idle_t *h) {
-            delete static_cast<std::shared_ptr<void> *>(h->data);
-            h->data = nullptr;
-            net::close_and_delete(h);
-        });
-    }
+    if (keep)
+        net::run_soon(tctx_.loop, [keep = std::move(keep)]() mutable { keep.reset(); });
 }
 
 engine::JobQueue &TransportEngine::manager_jobs()
@@ -301,29 +293,16 @@ void TransportEngine::release(const InfoHash &ih)
     std::unique_ptr<Torrent> t = std::move(it->second.torrent);
     torrents_.erase(it);
     Torrent *raw = t.get();
-    auto owned = stopping_.insert(std::move(t)).first;
-    (void)owned;
+    stopping_.insert(std::move(t));
     raw->stop([this, raw] {
         for (auto i = stopping_.begin(); i != stopping_.end(); ++i)
             if (i->get() == raw) {
                 // Not from inside the torrent's own callback stack.
-                auto *idle = new uv_idle_t{};
-                uv_idle_init(tctx_.loop, idle);
-                idle->data = new std::unique_ptr<Torrent>(std::move(stopping_.extract(i).value()));
-                uv_idle_start(idle, [](uv_idle_t *h) {
-                    delete static_cast<std::unique_ptr<Torrent> *>(h->data);
-                    h->data = nullptr;
-                    net::close_and_delete(h);
-                });
+                std::shared_ptr<Torrent> dying(std::move(stopping_.extract(i).value()));
+                net::run_soon(tctx_.loop, [dying]() mutable { dying.reset(); });
                 return;
             }
     });
-}
-
-Torrent *TransportEngine::find_torrent(const InfoHash &ih) const
-{
-    auto it = torrents_.find(ih);
-    return it == torrents_.end() ? nullptr : it->second.torrent.get();
 }
 
 DiskCache &TransportEngine::cache()

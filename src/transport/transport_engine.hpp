@@ -52,7 +52,6 @@ public:
     // Every acquire is paired with a release; the last release stops it.
     Torrent &acquire(const InfoHash &ih, const std::string &name_hint);
     void release(const InfoHash &ih);
-    Torrent *find_torrent(const InfoHash &ih) const;
     // The disk cache, opened on first use; throws Error(IO) naming the dir.
     DiskCache &cache();
     TransportContext &context() noexcept { return tctx_; }

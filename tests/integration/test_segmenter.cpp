@@ -6,6 +6,7 @@
 #include <openace/engine.hpp>
 
 #include "command.hpp"
+#include "temp_dir.hpp"
 #include "media/av_util.hpp"
 #include "media/chunk_ring.hpp"
 #include "media/hls.hpp"
@@ -53,25 +54,9 @@ std::string quote(const std::string &s)
 }
 
 // A directory for one process's test media, removed at exit.
-struct TempDir {
-    std::string path;
-    TempDir()
-    {
-        std::string t = "/tmp/openace-segmenter-test-" + std::to_string(::getpid()) + "-XXXXXX";
-        if (::mkdtemp(t.data()))
-            path = t;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        if (!path.empty())
-            fs::remove_all(path, ec);
-    }
-};
-
-TempDir &tmp()
+testdir::TempDir &tmp()
 {
-    static TempDir d;
+    static testdir::TempDir d("segmenter-test");
     REQUIRE(!d.path.empty());
     return d;
 }

@@ -15,6 +15,8 @@
 #include "transport/transport_context.hpp"
 #include "transport/wire.hpp"
 
+#include "temp_dir.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -39,22 +41,6 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir()
-    {
-        std::string t = "/tmp/openace-transport-test-" + std::to_string(::getpid()) + "-XXXXXX";
-        if (::mkdtemp(t.data()))
-            path = t;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        if (!path.empty())
-            fs::remove_all(path, ec);
-    }
-};
 
 std::string random_bytes(std::size_t n, unsigned seed)
 {
@@ -126,7 +112,7 @@ std::string peer_of(const json &seeding)
 
 TEST_CASE("transport: an engine plays a chosen file of a multi-file torrent that another engine seeds, metadata by BEP 9, over TLS")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     REQUIRE(!tmp.path.empty());
     const std::string a = random_bytes(100'000, 1), b = random_bytes(1'234'567, 2), c = random_bytes(5, 3);
     write_file(tmp.path + "/content/a.bin", a);
@@ -162,7 +148,7 @@ TEST_CASE("transport: an engine plays a chosen file of a multi-file torrent that
 
 TEST_CASE("transport: a play job fails with a clear error for a file index the torrent does not have")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     write_file(tmp.path + "/one.bin", random_bytes(50'000, 4));
     Engine seeder(engine_config(tmp.path + "/s"));
     json seeding = start_seed(seeder, tmp.path + "/one.bin", 16384);
@@ -181,7 +167,7 @@ TEST_CASE("transport: a play job fails with a clear error for a file index the t
 
 TEST_CASE("transport: play and seed jobs name the bad field")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     Engine e(engine_config(tmp.path + "/s"));
     auto err = [&](const json &spec) {
         try {
@@ -204,7 +190,7 @@ TEST_CASE("transport: play and seed jobs name the bad field")
 
 TEST_CASE("transport: a seed job of a missing path fails naming the path")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     Engine e(engine_config(tmp.path + "/s"));
     int64_t id = e.submit_job(json{{"type", "seed"}, {"path", tmp.path + "/does-not-exist"}}.dump());
     json fin = wait_job(e, id, nullptr);
@@ -214,7 +200,7 @@ TEST_CASE("transport: a seed job of a missing path fails naming the path")
 
 TEST_CASE("transport: playing starts while later pieces are still missing")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     const std::string data = random_bytes(6 << 20, 5);
     write_file(tmp.path + "/movie.ts", data);
     // The seeder uploads at 1.5 MiB/s: the 6 MiB take about 4 s.
@@ -292,7 +278,7 @@ std::string handshake_bytes(const std::string &ih_hex, const transport::PeerId &
 
 TEST_CASE("transport: over TLS the peer id must be the one derived from the certificate's key")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     write_file(tmp.path + "/f.bin", random_bytes(40'000, 6));
     Engine seeder(engine_config(tmp.path + "/s"));
     json seeding = start_seed(seeder, tmp.path + "/f.bin", 16384);
@@ -324,7 +310,7 @@ TEST_CASE("transport: over TLS the peer id must be the one derived from the cert
 
 TEST_CASE("transport: a seek far ahead moves the deadline window there")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     const std::string data = random_bytes(8 << 20, 7);
     write_file(tmp.path + "/big.bin", data);
     // Slow enough that the start of the file cannot be done when we look.
@@ -393,7 +379,7 @@ TEST_CASE("transport: a seek far ahead moves the deadline window there")
 
 TEST_CASE("transport: the download rate limit holds a play job back")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     const std::string data = random_bytes(3 << 20, 8);
     write_file(tmp.path + "/f.bin", data);
     Engine seeder(engine_config(tmp.path + "/s"));
@@ -412,7 +398,7 @@ TEST_CASE("transport: the download rate limit holds a play job back")
 
 TEST_CASE("transport: a connection where neither side is interested closes after transport.idle_timeout")
 {
-    TempDir tmp;
+    testdir::TempDir tmp("transport-test");
     write_file(tmp.path + "/f.bin", random_bytes(20'000, 9));
     Engine seeder(engine_config(tmp.path + "/s", {{"idle_timeout", 1.5}}));
     json seeding = start_seed(seeder, tmp.path + "/f.bin", 16384);

@@ -3,7 +3,9 @@
 // on the test thread, bounded by a deadline; raw helper servers run on a
 // std::thread with poll timeouts, so nothing can hang.
 #include "net/http_client.hpp"
+
 #include "net/http_server.hpp"
+#include "test_loop.hpp"
 
 #include <openace/engine.hpp>
 
@@ -29,43 +31,6 @@ using namespace std::chrono_literals;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A loop that closes whatever is left open when the test ends.
-struct TestLoop {
-    uv_loop_t loop{};
-    TestLoop() { uv_loop_init(&loop); }
-    ~TestLoop()
-    {
-        uv_walk(&loop, [](uv_handle_t *h, void *) {
-            if (!uv_is_closing(h))
-                uv_close(h, nullptr);
-        }, nullptr);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
-    }
-
-    // Runs the loop until pred() holds or `limit` passed; returns pred().
-    bool run_until(const std::function<bool()> &pred, std::chrono::milliseconds limit)
-    {
-        struct Ctx {
-            const std::function<bool()> *pred;
-            Clock::time_point deadline;
-        } ctx{&pred, Clock::now() + limit};
-        uv_timer_t tick;
-        uv_timer_init(&loop, &tick);
-        tick.data = &ctx;
-        uv_timer_start(&tick, [](uv_timer_t *t) {
-            auto *c = static_cast<Ctx *>(t->data);
-            if ((*c->pred)() || Clock::now() >= c->deadline)
-                uv_stop(t->loop);
-        }, 1, 2);
-        if (!pred())
-            uv_run(&loop, UV_RUN_DEFAULT);
-        uv_close(reinterpret_cast<uv_handle_t *>(&tick), nullptr);
-        uv_run(&loop, UV_RUN_NOWAIT);
-        return pred();
-    }
-};
 
 // Server on the test loop; closed (and drained) at the end of the test.
 struct Server {

@@ -1,0 +1,26 @@
+// Checks every job type's validator shares.  Errors are
+// Error(JOB, "job", "validate", "field 'x': ...") naming the field.
+#pragma once
+
+#include "core/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <string>
+
+namespace openace::engine::fields {
+
+[[noreturn]] inline void bad(const std::string &key, const std::string &why)
+{
+    throw_errorf(Errc::JOB, "job", "validate", "field '{}': {}", key, why);
+}
+
+// An array of strings (tracker URLs, peers).
+inline void check_string_array(const std::string &key, const nlohmann::json &value, const char *what)
+{
+    if (!value.is_array() || !std::all_of(value.begin(), value.end(), [](const auto &v) { return v.is_string(); }))
+        bad(key, std::string("expected an array of ") + what);
+}
+
+} // namespace openace::engine::fields
