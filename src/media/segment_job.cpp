@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 namespace openace::media {
 
@@ -54,9 +55,13 @@ namespace {
 
 nlohmann::json segment(const nlohmann::json &spec, MediaJobContext &ctx)
 {
+    // Without output_dir (a feed for another engine, e.g. a broadcast) the
+    // chunks go to ctx.chunk only and the job runs until the source ends or
+    // the job is cancelled.
     const std::string input = spec.at("input").get<std::string>();
-    const std::string out_dir = spec.at("output_dir").get<std::string>();
-    const double seg = spec.value("segment_duration", 6.0);
+    const std::string out_dir = spec.value("output_dir", "");
+    const bool feed = out_dir.empty();
+    const double seg = spec.value("segment_duration", feed ? ctx.piece_duration : 6.0);
 
     SourceOptions so;
     so.input = input;
@@ -69,44 +74,52 @@ nlohmann::json segment(const nlohmann::json &spec, MediaJobContext &ctx)
     Source source(std::move(so));
     source.open();
 
-    VodWriter vod({out_dir, "index.m3u8", "segment_", seg, false, false});
+    std::optional<VodWriter> vod;
+    if (!feed)
+        vod.emplace(VodWriter::Options{out_dir, "index.m3u8", "segment_", seg, false, false});
 
     using clock = std::chrono::steady_clock;
     auto last_progress = clock::now();
+    std::unique_ptr<TsChunker> chunker;
     auto report = [&](bool force) {
         auto now = clock::now();
         if (!ctx.progress || (!force && now - last_progress < std::chrono::milliseconds(500)))
             return;
         last_progress = now;
         nlohmann::json p = {{"seconds_done", std::round(source.position_s() * 1000) / 1000},
-                            {"segments", vod.segments()}};
-        if (source.duration_s() > 0)
+                            {"segments", vod ? vod->segments() : chunker->chunks()}};
+        if (source.duration_s() > 0 && !spec.value("loop", false))
             p["percent"] = std::round(std::min(100.0, 100.0 * source.position_s() / source.duration_s()) * 10) / 10;
         ctx.progress(std::move(p));
     };
 
-    auto sink = [&](Chunk c) { vod.add(std::move(c)); };
+    auto sink = [&](Chunk c) {
+        if (vod)
+            vod->add(std::move(c));
+        else if (ctx.chunk)
+            ctx.chunk(std::move(c));
+    };
     TsChunkerOptions co;
     co.target_duration = seg;
     co.max_duration = std::max(60.0, 10 * seg);
     co.log = ctx.log;
-    auto chunker = std::make_unique<TsChunker>(source.streams(), co, sink);
+    chunker = std::make_unique<TsChunker>(source.streams(), co, sink);
     uint64_t layout = source.layout_version();
     PacketPtr pkt = make_packet();
     // A cancelled job keeps what it wrote: the playlist names the segments
     // so far (recording a live or looped source until cancel is a use).
     struct KeepOnCancel {
         std::unique_ptr<TsChunker> &chunker;
-        VodWriter &vod;
+        std::optional<VodWriter> &vod;
         MediaJobContext &ctx;
         ~KeepOnCancel()
         {
-            if (!ctx.cancelled() || !chunker)
+            if (!ctx.cancelled() || !chunker || !vod)
                 return;
             try {
                 chunker->finish();
-                if (vod.segments() > 0 || chunker->chunks() > 0)
-                    vod.finish();
+                if (vod->segments() > 0 || chunker->chunks() > 0)
+                    vod->finish();
             } catch (const std::exception &e) {
                 ctx.log.warn("cannot finish the playlist of a cancelled job: {}", e.what());
             }
@@ -128,20 +141,25 @@ nlohmann::json segment(const nlohmann::json &spec, MediaJobContext &ctx)
         report(false);
     }
     chunker->finish();
-    vod.finish();
     report(true);
     if (chunker->dropped_packets())
         ctx.log.debug("dropped {} packets (before the first keyframe or without timestamps)",
                       chunker->dropped_packets());
-    if (vod.segments() == 0)
+    if (!vod) {
+        if (chunker->next_seq() == 0)
+            throw_errorf(Errc::MEDIA, "segmenter", "feed", "input '{}' produced no media", input);
+        return {{"chunks", chunker->next_seq()}, {"seconds", std::round(source.position_s() * 1000) / 1000}};
+    }
+    vod->finish();
+    if (vod->segments() == 0)
         throw_errorf(Errc::MEDIA, "segmenter", "segment", "input '{}' produced no media to segment", input);
-    ctx.log.info("segmented '{}' into {} segments ({:.3f} s, {} bytes) in '{}'", input, vod.segments(),
-                 vod.duration_s(), vod.bytes(), out_dir);
+    ctx.log.info("segmented '{}' into {} segments ({:.3f} s, {} bytes) in '{}'", input, vod->segments(),
+                 vod->duration_s(), vod->bytes(), out_dir);
     return {{"output_dir", out_dir},
-            {"playlist", vod.playlist_path()},
-            {"segments", vod.segments()},
-            {"duration_s", std::round(vod.duration_s() * 1000) / 1000},
-            {"bytes", vod.bytes()}};
+            {"playlist", vod->playlist_path()},
+            {"segments", vod->segments()},
+            {"duration_s", std::round(vod->duration_s() * 1000) / 1000},
+            {"bytes", vod->bytes()}};
 }
 
 } // namespace

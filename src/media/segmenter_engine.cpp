@@ -98,10 +98,29 @@ void SegmenterEngine::drain()
 
 void SegmenterEngine::run_job(const engine::JobPtr &job)
 {
+    start_run(job, job->type, job->spec, {});
+}
+
+void SegmenterEngine::start_feed(const engine::JobPtr &job, nlohmann::json media_spec, Feed feed)
+{
+    std::string type = media_spec.value("type", "segment");
+    start_run(job, std::move(type), std::move(media_spec), std::move(feed));
+}
+
+void SegmenterEngine::stop_feed(int64_t job_id)
+{
+    if (auto it = runs_.find(job_id); it != runs_.end())
+        it->second->cancel = true;
+}
+
+void SegmenterEngine::start_run(const engine::JobPtr &job, std::string type, nlohmann::json spec, Feed feed)
+{
     if (!async_)
         throw_error(Errc::STATE, "segmenter", job->type, "the segmenter engine is not running");
     auto run = std::make_unique<Run>();
     run->job = job;
+    const bool is_feed = static_cast<bool>(feed.on_end);
+    run->feed = std::move(feed);
     Run *r = run.get();
     const int64_t id = job->id;
 
@@ -112,26 +131,32 @@ void SegmenterEngine::run_job(const engine::JobPtr &job)
     mctx.hardware_acceleration = ctx_.config && ctx_.config->streaming.hardware_acceleration;
     if (ctx_.config)
         mctx.piece_duration = ctx_.config->streaming.piece_duration;
-    mctx.progress = [this, id](nlohmann::json p) {
-        post([this, id, p = std::move(p)]() mutable {
-            if (auto it = runs_.find(id); it != runs_.end())
-                ctx_.manager->jobs().progress(it->second->job, std::move(p));
-        });
-    };
+    if (!is_feed)
+        mctx.progress = [this, id](nlohmann::json p) {
+            post([this, id, p = std::move(p)]() mutable {
+                if (auto it = runs_.find(id); it != runs_.end())
+                    ctx_.manager->jobs().progress(it->second->job, std::move(p));
+            });
+        };
     mctx.chunk = [this, id](Chunk c) {
         post([this, id, c = std::move(c)]() mutable {
             ++chunks_out_;
-            if (chunk_sink_)
+            auto it = runs_.find(id);
+            if (it != runs_.end() && it->second->feed.on_chunk)
+                it->second->feed.on_chunk(std::move(c));
+            else if (chunk_sink_)
                 chunk_sink_(id, std::move(c));
         });
     };
 
+    const MediaApi &m = api(); // throws when the module cannot load
     // The run must be registered before its thread can post its end.
     runs_.emplace(id, std::move(run));
-    job->on_cancel = [r] { r->cancel = true; };
+    if (!is_feed)
+        job->on_cancel = [r] { r->cancel = true; };
     try {
-        const MediaApi &m = api();
-        r->thread = std::thread([this, &m, id, spec = job->spec, type = job->type, mctx = std::move(mctx)]() mutable {
+        r->thread = std::thread([this, &m, id, spec = std::move(spec), type = std::move(type),
+                                 mctx = std::move(mctx)]() mutable {
             nlohmann::json result;
             std::exception_ptr error;
             try {
@@ -145,7 +170,8 @@ void SegmenterEngine::run_job(const engine::JobPtr &job)
             });
         });
     } catch (const std::system_error &e) {
-        job->on_cancel = nullptr;
+        if (!is_feed)
+            job->on_cancel = nullptr;
         runs_.erase(id);
         throw_errorf(Errc::INTERNAL, "segmenter", job->type, "cannot start a media thread: {}", e.what());
     }
@@ -161,6 +187,12 @@ void SegmenterEngine::end_run(int64_t id, nlohmann::json result, std::exception_
     runs_.erase(it);
     if (run->thread.joinable())
         run->thread.join(); // it posted this as its last act
+    if (run->feed.on_end) {
+        if (!error && run->cancel)
+            error = std::make_exception_ptr(Error(Errc::CANCELLED, "segmenter", "feed", "stopped"));
+        run->feed.on_end(std::move(result), error);
+        return;
+    }
     engine::JobPtr job = run->job;
     auto &jobs = ctx_.manager->jobs();
     if (job->cancel_requested || run->cancel) {

@@ -31,10 +31,27 @@ public:
     void validate_job(const nlohmann::json &spec) const override;
     void run_job(const engine::JobPtr &job) override;
 
-    // Where chunks of live jobs go (the LiveEngine, later).  Loop thread;
+    // Where chunks of live transcode jobs (no output_dir) go.  Loop thread;
     // called on the loop thread with the job id and each chunk.
     using ChunkSink = std::function<void(int64_t job_id, Chunk)>;
     void set_chunk_sink(ChunkSink sink) { chunk_sink_ = std::move(sink); }
+
+    // A media feed for another engine's job (the LiveEngine's broadcast):
+    // runs `media_spec` (a "segment" spec without output_dir, or a
+    // "transcode" spec without output_dir, by `media_spec["type"]`) on a
+    // media thread of its own.  Every chunk goes to on_chunk, and the end
+    // (result, or the error: Errc::CANCELLED after stop_feed) to on_end,
+    // both on the loop thread; the segmenter never ends `job` itself.
+    // Throws Error(STATE) when the engine is not running, Error(UNSUPPORTED)
+    // when the media module cannot load.  Loop thread.
+    struct Feed {
+        std::function<void(Chunk)> on_chunk;
+        std::function<void(nlohmann::json result, std::exception_ptr error)> on_end;
+    };
+    void start_feed(const engine::JobPtr &job, nlohmann::json media_spec, Feed feed);
+    // Asks the feed of `job_id` to stop; on_end follows (soon) unless the
+    // feed has ended already.
+    void stop_feed(int64_t job_id);
 
 protected:
     void on_start() override;
@@ -46,7 +63,10 @@ private:
         engine::JobPtr job;
         std::atomic<bool> cancel{false};
         std::thread thread;
+        Feed feed; // set for feeds: they end through feed.on_end
     };
+
+    void start_run(const engine::JobPtr &job, std::string type, nlohmann::json spec, Feed feed);
 
     // Media thread → loop thread.  Returns false once the engine stopped
     // taking posts (the closure is dropped).
