@@ -234,6 +234,7 @@ const Field kFields[] = {
     OA_FIELD(transport, max_connections, (int_range<1, 100000>)),
     OA_FIELD(transport, peers, peer_list),
     OA_FIELD(transport, idle_timeout, (real_range<0.0, 86400.0, false>)),
+    OA_FIELD(transport, pex, any),
 
     OA_FIELD(streaming, buffer_size, (real_range<0.0, 3600.0, false>)),
     OA_FIELD(streaming, hardware_acceleration, any),
@@ -242,6 +243,8 @@ const Field kFields[] = {
 
     OA_FIELD(live, window_seconds, (real_range<0.0, 86400.0, false>)),
     OA_FIELD(live, join_delay, (real_range<0.0, 3600.0, true>)),
+    OA_FIELD(live, skip_after, (real_range<0.0, 3600.0, false>)),
+    OA_FIELD(live, source_copies, (int_range<1, 1000>)),
     OA_FIELD(live, chat, any),
 
     OA_FIELD(security, tls_enabled, any),

@@ -46,6 +46,7 @@ struct TransportSection {
     // PEX find (the CLI's --peer).
     std::vector<std::string> peers;
     double idle_timeout = 300.0; // seconds before an idle peer connection closes
+    bool pex = true;             // exchange peers with peers (BEP 11)
     bool operator==(const TransportSection &) const = default;
 };
 
@@ -59,7 +60,9 @@ struct StreamingSection {
 
 struct LiveSection {
     double window_seconds = 120.0;
-    double join_delay = 3.0;
+    double join_delay = 3.0;   // seconds behind the newest head a viewer starts
+    double skip_after = 3.0;   // a missing piece is skipped when the play position is this far behind
+    int source_copies = 1;     // peers the broadcaster offers each piece to (they relay it)
     bool chat = true;
     bool operator==(const LiveSection &) const = default;
 };

@@ -50,10 +50,18 @@ SubEngine *EngineManager::owner_of(std::string_view type) const
     return nullptr;
 }
 
+SubEngine *EngineManager::owner_of(std::string_view type, const nlohmann::json &spec) const
+{
+    for (auto &e : engines_)
+        if (e->owns_job(type, spec))
+            return e.get();
+    return nullptr;
+}
+
 std::vector<std::string> EngineManager::job_types() const
 {
     std::vector<std::string> out;
-    for (const char *t : {"probe", "segment", "transcode", "play", "seed", "broadcast"})
+    for (const char *t : {"probe", "segment", "transcode", "play", "seed", "broadcast", "chat"})
         if (owner_of(t))
             out.emplace_back(t);
     return out;

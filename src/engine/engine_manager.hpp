@@ -41,6 +41,8 @@ public:
 
     JobQueue &jobs() noexcept { return jobs_; }
     SubEngine *owner_of(std::string_view job_type) const;
+    // The engine that runs this job (spec-aware: see SubEngine::owns_job).
+    SubEngine *owner_of(std::string_view job_type, const nlohmann::json &spec) const;
     std::vector<std::string> job_types() const;
     // Schedules JobQueue::dispatch on the next loop iteration (coalesced).
     void post_dispatch();

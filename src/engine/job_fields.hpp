@@ -23,4 +23,11 @@ inline void check_string_array(const std::string &key, const nlohmann::json &val
         bad(key, std::string("expected an array of ") + what);
 }
 
+// A "play" job of a live stream (the LiveEngine's) rather than of a torrent
+// (the TransportEngine's): it names a content id or a descriptor file.
+inline bool is_live_play(const nlohmann::json &spec)
+{
+    return spec.is_object() && (spec.contains("content_id") || spec.contains("descriptor"));
+}
+
 } // namespace openace::engine::fields

@@ -80,7 +80,7 @@ int64_t JobQueue::submit(std::string_view text)
             return reject(Errc::JOB, fmt::format("field 'priority': {} is outside -1000..1000", v));
         priority = int(v);
     }
-    SubEngine *owner = ctx_.manager->owner_of(type);
+    SubEngine *owner = ctx_.manager->owner_of(type, spec);
     if (!owner) {
         std::string known;
         for (auto &t : ctx_.manager->job_types())

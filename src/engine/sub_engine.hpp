@@ -64,6 +64,9 @@ public:
     // naming the field; run_job must end the job (finish/fail/cancelled) on
     // the loop thread, now or later.
     virtual bool owns_job(std::string_view /*type*/) const { return false; }
+    // Whether this engine runs this particular job (two engines may share a
+    // type: "play" of a torrent vs of a live stream).  Default: owns_job(type).
+    virtual bool owns_job(std::string_view type, const nlohmann::json & /*spec*/) const { return owns_job(type); }
     virtual void validate_job(const nlohmann::json & /*spec*/) const {}
     virtual void run_job(const JobPtr & /*job*/) {}
 

@@ -233,7 +233,7 @@ std::size_t PeerConnection::parse(std::string_view data)
     }
     while (!closing_) {
         wire::Message m;
-        std::size_t n = wire::decode_message(data.substr(used), m);
+        std::size_t n = wire::decode_message(data.substr(used), m, max_message_);
         if (n == 0)
             break;
         used += n;

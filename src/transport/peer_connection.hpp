@@ -80,6 +80,10 @@ public:
     // Idempotent; calls the handler's on_closed (once) before returning.
     void close(const std::string &reason);
 
+    // The largest message length accepted from the peer (default
+    // wire::kMaxMessageLength; live swarms raise it to carry whole pieces).
+    void set_max_message_length(std::uint32_t n) noexcept { max_message_ = n; }
+
     // Stops/starts reading from the socket (download rate limit).
     void pause_reading();
     void resume_reading();
@@ -157,6 +161,7 @@ private:
     std::string in_;  // unparsed plaintext
     std::string out_; // plaintext waiting for flush()
     std::size_t queued_ = 0;
+    std::uint32_t max_message_ = wire::kMaxMessageLength;
     std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
     clock::time_point created_ = clock::now(), last_received_ = created_, last_sent_ = created_;
 };

@@ -5,6 +5,7 @@
 #include "core/hex.hpp"
 #include "engine/engine_manager.hpp"
 #include "net/uv_handle.hpp"
+#include "transport/swarm_job_fields.hpp"
 #include "transport/torrent.hpp"
 #include "transport/transport_engine.hpp"
 
@@ -133,21 +134,7 @@ void PlayJob::validate(const nlohmann::json &spec)
         } else if (key == "output") {
             if (!v.is_string() || v.get<std::string>().empty())
                 bad(key, "expected a file path or \"-\" (standard output)");
-        } else if (key == "peers") {
-            if (!v.is_array())
-                bad(key, "expected an array of \"host:port\" strings");
-            for (const auto &p : v) {
-                if (!p.is_string())
-                    bad(key, "expected an array of \"host:port\" strings");
-                try {
-                    parse_peer_address(p.get<std::string>());
-                } catch (const Error &e) {
-                    bad(key, e.detail());
-                }
-            }
-        } else if (key == "trackers") {
-            engine::fields::check_string_array(key, v, "tracker URLs");
-        } else {
+        } else if (!fields::check_swarm_field(key, v)) {
             bad(key, "unknown field for a play job");
         }
     }

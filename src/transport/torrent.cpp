@@ -19,8 +19,6 @@ namespace {
 constexpr std::uint8_t kOurPex = 1;
 constexpr std::uint8_t kOurMetadata = 2;
 
-constexpr std::size_t kMaxCandidates = 2000;
-constexpr int kMaxHalfOpen = 16;
 constexpr int kMaxRequestDepth = 250;
 constexpr int kMaxPendingUploads = 250;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
@@ -129,19 +127,7 @@ void Torrent::add_trackers(const std::vector<std::string> &urls)
 
 void Torrent::add_peers(const std::vector<PeerAddress> &peers, bool explicit_peer)
 {
-    for (const auto &a : peers) {
-        if (a.port == 0 || ctx_.is_banned(a))
-            continue;
-        if ((a.ip == "127.0.0.1" || a.ip == "::1") && a.port == ctx_.listen_port)
-            continue; // ourselves
-        auto it = candidates_.find(a);
-        if (it == candidates_.end()) {
-            if (candidates_.size() >= kMaxCandidates && !explicit_peer)
-                continue;
-            it = candidates_.emplace(a, Candidate{}).first;
-        }
-        it->second.explicit_peer = it->second.explicit_peer || explicit_peer;
-    }
+    candidates_.add(peers, explicit_peer);
     if (started_)
         connect_more(clock::now());
 }
@@ -200,35 +186,7 @@ void Torrent::connect_more(clock::time_point now)
 {
     if (stopping_)
         return;
-    const int max_peers = ctx_.config->engine.max_peers;
-    int room = std::min(max_peers - static_cast<int>(peers_.size() + connecting_.size()),
-                        kMaxHalfOpen - static_cast<int>(connecting_.size()));
-    std::vector<PeerAddress> picked;
-    for (auto &[addr, cand] : candidates_) {
-        if (static_cast<int>(picked.size()) >= room)
-            break;
-        if (!cand.connected && cand.next_try <= now && !ctx_.is_banned(addr))
-            picked.push_back(addr);
-    }
-    // Connecting may report a failure at once, which may drop candidates:
-    // look each one up again.
-    for (const auto &addr : picked) {
-        auto it = candidates_.find(addr);
-        if (it == candidates_.end() || it->second.connected || ctx_.max_connections_reached())
-            continue;
-        connect_to(addr, it->second);
-    }
-}
-
-void Torrent::connect_to(const PeerAddress &a, Candidate &cand)
-{
-    const bool tls = ctx_.tls && ctx_.tls_capable.count(a) && !ctx_.plain_only.count(a);
-    cand.connected = true;
-    cand.use_tls = tls;
-    ++ctx_.connections; // on_closed gives it back, even when connect fails at once
-    PeerConnection *c = PeerConnection::connect(ctx_.loop, a, info_hash_, ctx_.peer_id, tls ? ctx_.tls : nullptr, this);
-    if (!c->closing())
-        connecting_.insert(c);
+    candidates_.connect_more(now, peers_.size(), connecting_, info_hash_, this);
 }
 
 void Torrent::attach(PeerConnection *c)
@@ -284,25 +242,7 @@ void Torrent::on_closed(PeerConnection &c, const std::string &reason, bool befor
         }
         uploads_.erase(c.state.key);
     }
-    auto it = candidates_.find(c.address());
-    if (c.outgoing() && it != candidates_.end()) {
-        Candidate &cand = it->second;
-        cand.connected = false;
-        if (before_handshake && cand.use_tls) {
-            // A plain peer (or an old one) at this address: plain from now on.
-            ctx_.plain_only.insert(c.address());
-            ctx_.tls_capable.erase(c.address());
-            cand.next_try = clock::now();
-        } else if (!c.is_tls() && ctx_.tls_capable.count(c.address())) {
-            cand.next_try = clock::now(); // closed to come back in TLS
-        } else {
-            ++cand.failures;
-            auto delay = std::chrono::seconds(std::min(300, 5 << std::min(cand.failures, 6)));
-            cand.next_try = clock::now() + delay;
-            if (!cand.explicit_peer && cand.failures > 8)
-                candidates_.erase(it);
-        }
-    }
+    candidates_.closed(c, before_handshake);
     forget_sender(c.state.key);
     log_.debug("torrent {}: peer {} closed: {}", to_hex(info_hash_).substr(0, 8), c.address().to_string(), reason);
     if (!stopping_ && started_)
@@ -539,7 +479,7 @@ void Torrent::on_piece(PeerConnection &c, const wire::Message &m)
     if (m.begin / wire::kBlockSize < senders.size())
         senders[m.begin / wire::kBlockSize] = s.key;
     if (!known_senders_.count(s.key))
-        known_senders_.emplace(s.key, std::make_pair(c.peer_id(), ban_address(c)));
+        known_senders_.emplace(s.key, std::make_pair(c.peer_id(), listen_address(c)));
     if (picker_->piece_blocks_complete(m.index)) {
         std::string data = std::move(buf);
         partial_.erase(m.index);
@@ -554,13 +494,6 @@ void Torrent::on_piece(PeerConnection &c, const wire::Message &m)
                               [this, piece](bool ok, const std::string &error) { piece_verified(piece, ok, error); });
     }
     fill_requests(c);
-}
-
-PeerAddress Torrent::ban_address(const PeerConnection &c) const
-{
-    if (!c.outgoing() && c.state.got_ext && c.state.ext.listen_port)
-        return {c.address().ip, c.state.ext.listen_port};
-    return c.address();
 }
 
 void Torrent::piece_verified(std::uint32_t piece, bool ok, const std::string &error)
@@ -659,7 +592,7 @@ void Torrent::ban(PeerConnection &c, const std::string &why)
     ++bans_;
     ++ctx_.bans;
     ctx_.banned_ids.insert(c.peer_id());
-    const PeerAddress a = ban_address(c);
+    const PeerAddress a = listen_address(c);
     ctx_.banned_addresses.insert(a);
     candidates_.erase(a);
     log_.warn("torrent {}: banned peer {} ({}): {}", to_hex(info_hash_), a.to_string(), hex_id(c.peer_id()), why);
@@ -784,7 +717,8 @@ void Torrent::send_ext_handshake(PeerConnection &c)
     if (!c.peer_supports_extensions())
         return;
     wire::ExtHandshake h;
-    h.m["ut_pex"] = kOurPex;
+    if (ctx_.config->transport.pex)
+        h.m["ut_pex"] = kOurPex;
     h.m["ut_metadata"] = kOurMetadata;
     if (meta_)
         h.metadata_size = static_cast<std::int64_t>(meta_->info_bytes.size());
@@ -824,7 +758,7 @@ void Torrent::on_extended(PeerConnection &c, const wire::Message &m)
     }
     if (m.ext_id == kOurMetadata) {
         on_metadata_msg(c, m.payload);
-    } else if (m.ext_id == kOurPex) {
+    } else if (m.ext_id == kOurPex && ctx_.config->transport.pex) {
         wire::PexMsg p = wire::decode_pex(m.payload);
         add_peers(p.added);
     }
@@ -923,22 +857,13 @@ void Torrent::request_metadata(clock::time_point now)
 
 void Torrent::send_pex()
 {
+    if (!ctx_.config->transport.pex)
+        return;
     std::set<PeerAddress> current;
-    for (auto &[k, c] : peers_) {
-        if (c->outgoing())
-            current.insert(c->address());
-        else if (c->state.got_ext && c->state.ext.listen_port)
-            current.insert({c->address().ip, c->state.ext.listen_port});
-    }
-    wire::PexMsg diff;
-    for (const auto &a : current)
-        if (!pex_last_.count(a) && diff.added.size() < 50)
-            diff.added.push_back(a);
-    for (const auto &a : pex_last_)
-        if (!current.count(a) && diff.dropped.size() < 50)
-            diff.dropped.push_back(a);
-    diff.added_flags.assign(diff.added.size(), 0);
-    pex_last_ = current;
+    for (auto &[k, c] : peers_)
+        if (c->outgoing() || (c->state.got_ext && c->state.ext.listen_port))
+            current.insert(listen_address(*c));
+    wire::PexMsg diff = pex_update(pex_last_, current);
     if (diff.added.empty() && diff.dropped.empty())
         return;
     for (auto &[k, c] : peers_) {

@@ -6,6 +6,7 @@
 // calling anyone back; stop() first says goodbye to the trackers.
 #pragma once
 
+#include "transport/candidates.hpp"
 #include "transport/metainfo.hpp"
 #include "transport/peer_connection.hpp"
 #include "transport/picker.hpp"
@@ -96,13 +97,6 @@ public:
     void on_closed(PeerConnection &c, const std::string &reason, bool before_handshake) override;
 
 private:
-    struct Candidate {
-        bool explicit_peer = false;
-        bool connected = false;
-        bool use_tls = false;
-        int failures = 0;
-        clock::time_point next_try{};
-    };
     struct Reader {
         std::int64_t begin = 0, end = 0, position = 0;
         std::size_t want = 0;
@@ -120,7 +114,6 @@ private:
     void tick();      // 1 s: rates, choking, connections, timeouts, PEX, metadata requests
     void fast_tick(); // 100 ms: late re-requests, rate-limit resumes, readers
     void connect_more(clock::time_point now);
-    void connect_to(const PeerAddress &a, Candidate &cand);
     void choke_round(bool rotate_optimistic);
     void set_choke(PeerConnection &c, bool choke);
     // Recomputes our interest in the peer (a scan of the wanted pieces).
@@ -145,8 +138,6 @@ private:
     void ban_key(std::uint64_t key, const std::string &why);
     // Drops what we know of a gone peer unless a pending check may need it.
     void forget_sender(std::uint64_t key);
-    // The address a ban names: an incoming peer's listen port when known.
-    PeerAddress ban_address(const PeerConnection &c) const;
     void serve_readers();
     void update_reader_windows(clock::time_point now);
     void deliver(Reader &r, int id);
@@ -168,7 +159,7 @@ private:
 
     std::map<std::uint64_t, PeerConnection *> peers_; // by key; handshake done
     std::set<PeerConnection *> connecting_;           // outgoing, before the handshake
-    std::map<PeerAddress, Candidate> candidates_;
+    Candidates candidates_{ctx_};
     std::map<std::uint64_t, std::vector<Upload>> uploads_;
     std::uint64_t next_key_ = 1;
 

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "engine/engine_manager.hpp"
+#include "engine/job_fields.hpp"
 #include "net/tls.hpp"
 #include "net/uv_handle.hpp"
 #include "transport/embedded_tracker.hpp"
@@ -61,6 +62,11 @@ TransportEngine::~TransportEngine()
 bool TransportEngine::owns_job(std::string_view type) const
 {
     return type == "play" || type == "seed";
+}
+
+bool TransportEngine::owns_job(std::string_view type, const nlohmann::json &spec) const
+{
+    return owns_job(type) && !(type == "play" && engine::fields::is_live_play(spec));
 }
 
 void TransportEngine::validate_job(const nlohmann::json &spec) const
@@ -243,13 +249,18 @@ void TransportEngine::on_handshake(PeerConnection &c)
     lobby_.erase(&c);
     --tctx_.connections;
     auto it = torrents_.find(c.info_hash());
-    if (it == torrents_.end() || tctx_.banned_ids.count(c.peer_id())) {
+    auto live = swarms_.find(c.info_hash());
+    const bool known = it != torrents_.end() || live != swarms_.end();
+    if (!known || tctx_.banned_ids.count(c.peer_id())) {
         ++refused_;
         c.set_handler(nullptr);
-        c.close(it == torrents_.end() ? "unknown torrent" : "banned peer");
+        c.close(!known ? "unknown torrent" : "banned peer");
         return;
     }
-    it->second.torrent->attach(&c);
+    if (it != torrents_.end())
+        it->second.torrent->attach(&c);
+    else
+        live->second(&c);
 }
 
 void TransportEngine::on_closed(PeerConnection &c, const std::string &reason, bool)
@@ -272,6 +283,16 @@ void TransportEngine::on_tick(uv_timer_t *t)
 }
 
 // ------------------------------------------------------------ torrents
+
+void TransportEngine::register_swarm(const InfoHash &id, std::function<void(PeerConnection *)> attach)
+{
+    swarms_[id] = std::move(attach);
+}
+
+void TransportEngine::unregister_swarm(const InfoHash &id)
+{
+    swarms_.erase(id);
+}
 
 Torrent &TransportEngine::acquire(const InfoHash &ih, const std::string &name_hint)
 {

@@ -34,6 +34,8 @@ public:
     ~TransportEngine() override;
 
     bool owns_job(std::string_view type) const override;
+    // "play" of a live stream (content_id or descriptor) is the LiveEngine's.
+    bool owns_job(std::string_view type, const nlohmann::json &spec) const override;
     void validate_job(const nlohmann::json &spec) const override;
     void run_job(const engine::JobPtr &job) override;
 
@@ -55,6 +57,13 @@ public:
     // The disk cache, opened on first use; throws Error(IO) naming the dir.
     DiskCache &cache();
     TransportContext &context() noexcept { return tctx_; }
+    // Our identity (key, certificate, peer id); null while stopped.
+    const Identity *identity() const noexcept { return identity_.get(); }
+
+    // Other swarms on our listen port (the LiveEngine's live swarms):
+    // incoming connections whose handshake names `id` go to `attach`.
+    void register_swarm(const InfoHash &id, std::function<void(PeerConnection *)> attach);
+    void unregister_swarm(const InfoHash &id);
     // Called by play/seed jobs when they end (loop thread).
     void job_ended(std::int64_t job_id);
     engine::JobQueue &manager_jobs();
@@ -89,6 +98,7 @@ private:
     uv_timer_t *tick_ = nullptr;
     std::set<PeerConnection *> lobby_;
     std::map<InfoHash, Entry> torrents_;
+    std::map<InfoHash, std::function<void(PeerConnection *)>> swarms_;
     std::set<std::unique_ptr<Torrent>> stopping_;
     std::map<std::int64_t, std::shared_ptr<PlayJob>> plays_;
     std::map<std::int64_t, std::shared_ptr<SeedJob>> seeds_;
