@@ -2,33 +2,18 @@
 
 #include "core/error.hpp"
 
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/error.h>
-#include <mbedtls/pk.h>
+#include "live/ecdsa.hpp"
+
 #include <mbedtls/sha256.h>
 
 #include <array>
-#include <mutex>
 
 namespace openace::live {
 
 namespace {
 
 constexpr std::size_t kHeaderBytes = 8 + 8 + 2;
-using Digest = std::array<unsigned char, 32>;
-
-std::string mbed_error(int rc)
-{
-    char text[160];
-    mbedtls_strerror(rc, text, sizeof text);
-    return fmt::format("{} (-0x{:04x})", text, -rc);
-}
-
-[[noreturn]] void key_error(const std::string &why)
-{
-    throw_error(Errc::INVAL, "live", "key", why);
-}
+using Digest = Sha256;
 
 [[noreturn]] void piece_error(const std::string &why)
 {
@@ -50,21 +35,18 @@ std::uint64_t get_be(std::string_view in, std::size_t at, std::size_t n)
 }
 
 // The digest ECDSA signs: SHA-256(id || seq BE || ts BE || SHA-256(data)).
-Digest signed_digest(const ContentId &id, const LivePiece &p)
+// Pieces and heads both go through here, a piece with the hash of its data.
+Digest signed_digest(const ContentId &id, std::uint64_t sequence, std::int64_t timestamp_ms,
+                     const Digest &data_sha256)
 {
     unsigned char msg[20 + 8 + 8 + 32];
     std::copy(id.begin(), id.end(), msg);
-    put_be64(msg + 20, p.sequence);
-    put_be64(msg + 28, static_cast<std::uint64_t>(p.timestamp_ms));
-    mbedtls_sha256_ret(reinterpret_cast<const unsigned char *>(p.data.data()), p.data.size(), msg + 36, 0);
+    put_be64(msg + 20, sequence);
+    put_be64(msg + 28, static_cast<std::uint64_t>(timestamp_ms));
+    std::copy(data_sha256.begin(), data_sha256.end(), msg + 36);
     Digest d;
     mbedtls_sha256_ret(msg, sizeof msg, d.data(), 0);
     return d;
-}
-
-bool is_p256(mbedtls_pk_context &pk)
-{
-    return mbedtls_pk_get_type(&pk) == MBEDTLS_PK_ECKEY && mbedtls_pk_ec(pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1;
 }
 
 void check_limits(const LivePiece &p)
@@ -83,43 +65,32 @@ bool further_than(std::int64_t a, std::int64_t b, std::uint64_t limit)
     return diff > limit;
 }
 
+// Verification steps 1 to 3 (docs/protocol.md §2), everything but the
+// signature itself: Ok when the signature is worth checking.
+Verdict cheap_checks(std::uint64_t sequence, std::int64_t timestamp_ms, std::string_view signature,
+                     std::uint64_t newest, std::uint64_t window_pieces, std::int64_t now_ms, std::int64_t window_ms)
+{
+    if (signature.empty() || signature.size() > kMaxSignature)
+        return Verdict::Malformed;
+    const std::uint64_t seq_gap = sequence > newest ? sequence - newest : newest - sequence;
+    if (seq_gap > window_pieces)
+        return Verdict::OutsideWindow;
+    const std::uint64_t window = window_ms > 0 ? static_cast<std::uint64_t>(window_ms) : 0;
+    if (further_than(timestamp_ms, now_ms, window))
+        return timestamp_ms < now_ms ? Verdict::TooOld : Verdict::OutsideWindow;
+    return Verdict::Ok;
+}
+
 } // namespace
 
 struct LiveSigner::Impl {
     ContentId id;
-    mutable std::mutex mu; // guards pk (lazy curve tables) and the generator
-    mbedtls_pk_context pk;
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg;
-
-    explicit Impl(const ContentId &cid) : id(cid)
-    {
-        mbedtls_pk_init(&pk);
-        mbedtls_entropy_init(&entropy);
-        mbedtls_ctr_drbg_init(&drbg);
-    }
-    ~Impl()
-    {
-        mbedtls_ctr_drbg_free(&drbg);
-        mbedtls_entropy_free(&entropy);
-        mbedtls_pk_free(&pk);
-    }
-    Impl(const Impl &) = delete;
-    Impl &operator=(const Impl &) = delete;
+    EcdsaSigner key;
 };
 
-LiveSigner::LiveSigner(const std::string &key_pem, const ContentId &id) : impl_(std::make_unique<Impl>(id))
+LiveSigner::LiveSigner(const std::string &key_pem, const ContentId &id)
+    : impl_(std::make_unique<Impl>(Impl{id, EcdsaSigner(key_pem, "key")}))
 {
-    auto *bytes = reinterpret_cast<const unsigned char *>(key_pem.c_str());
-    if (key_pem.find("-----BEGIN") == std::string::npos)
-        key_error("not a PEM private key");
-    if (int rc = mbedtls_pk_parse_key(&impl_->pk, bytes, key_pem.size() + 1, nullptr, 0))
-        key_error("unreadable private key: " + mbed_error(rc));
-    if (!is_p256(impl_->pk))
-        key_error("not an ECDSA P-256 private key");
-    static constexpr unsigned char pers[] = "openace-live-signer";
-    if (int rc = mbedtls_ctr_drbg_seed(&impl_->drbg, mbedtls_entropy_func, &impl_->entropy, pers, sizeof pers - 1))
-        key_error("no entropy for signing: " + mbed_error(rc));
 }
 
 LiveSigner::~LiveSigner() = default;
@@ -128,14 +99,8 @@ LiveSigner &LiveSigner::operator=(LiveSigner &&) noexcept = default;
 
 void LiveSigner::sign(LivePiece &piece) const
 {
-    const Digest digest = signed_digest(impl_->id, piece);
-    unsigned char sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
-    std::size_t len = 0;
-    std::lock_guard lock(impl_->mu);
-    if (int rc = mbedtls_pk_sign(&impl_->pk, MBEDTLS_MD_SHA256, digest.data(), digest.size(), sig, &len,
-                                 mbedtls_ctr_drbg_random, &impl_->drbg))
-        throw_error(Errc::INTERNAL, "live", "sign", mbed_error(rc));
-    piece.signature.assign(reinterpret_cast<const char *>(sig), len);
+    piece.signature =
+        impl_->key.sign(signed_digest(impl_->id, piece.sequence, piece.timestamp_ms, sha256(piece.data)));
 }
 
 const char *to_string(Verdict v) noexcept
@@ -157,22 +122,20 @@ const char *to_string(Verdict v) noexcept
 
 struct LiveVerifier::Impl {
     ContentId id;
-    mutable std::mutex mu; // guards pk: its curve tables are filled in lazily
-    mbedtls_pk_context pk;
+    EcdsaVerifier key;
 
-    explicit Impl(const ContentId &cid) : id(cid) { mbedtls_pk_init(&pk); }
-    ~Impl() { mbedtls_pk_free(&pk); }
-    Impl(const Impl &) = delete;
-    Impl &operator=(const Impl &) = delete;
+    // Step 4: the signature over (id, sequence, timestamp, data hash).
+    Verdict check_signature(std::uint64_t sequence, std::int64_t timestamp_ms, const Digest &data_sha256,
+                            std::string_view signature) const
+    {
+        return key.verify(signed_digest(id, sequence, timestamp_ms, data_sha256), signature) ? Verdict::Ok
+                                                                                                 : Verdict::BadSignature;
+    }
 };
 
-LiveVerifier::LiveVerifier(const LiveDescriptor &d) : impl_(std::make_unique<Impl>(d.content_id()))
+LiveVerifier::LiveVerifier(const LiveDescriptor &d)
+    : impl_(std::make_unique<Impl>(Impl{d.content_id(), EcdsaVerifier(d.public_key_der)}))
 {
-    auto *bytes = reinterpret_cast<const unsigned char *>(d.public_key_der.data());
-    if (int rc = mbedtls_pk_parse_public_key(&impl_->pk, bytes, d.public_key_der.size()))
-        key_error("unreadable public key: " + mbed_error(rc));
-    if (!is_p256(impl_->pk))
-        key_error("not an ECDSA P-256 public key");
 }
 
 LiveVerifier::~LiveVerifier() = default;
@@ -187,19 +150,23 @@ const ContentId &LiveVerifier::content_id() const noexcept
 Verdict LiveVerifier::verify(const LivePiece &p, std::uint64_t newest, std::uint64_t window_pieces,
                              std::int64_t now_ms, std::int64_t window_ms) const
 {
-    if (p.signature.empty() || p.signature.size() > kMaxSignature || p.data.size() > kMaxPieceData)
+    if (p.data.size() > kMaxPieceData)
         return Verdict::Malformed;
-    const std::uint64_t seq_gap = p.sequence > newest ? p.sequence - newest : newest - p.sequence;
-    if (seq_gap > window_pieces)
-        return Verdict::OutsideWindow;
-    const std::uint64_t window = window_ms > 0 ? static_cast<std::uint64_t>(window_ms) : 0;
-    if (further_than(p.timestamp_ms, now_ms, window))
-        return p.timestamp_ms < now_ms ? Verdict::TooOld : Verdict::OutsideWindow;
-    const Digest digest = signed_digest(impl_->id, p);
-    std::lock_guard lock(impl_->mu);
-    int rc = mbedtls_pk_verify(&impl_->pk, MBEDTLS_MD_SHA256, digest.data(), digest.size(),
-                               reinterpret_cast<const unsigned char *>(p.signature.data()), p.signature.size());
-    return rc == 0 ? Verdict::Ok : Verdict::BadSignature;
+    const Verdict v = cheap_checks(p.sequence, p.timestamp_ms, p.signature, newest, window_pieces, now_ms, window_ms);
+    if (v != Verdict::Ok)
+        return v;
+    return impl_->check_signature(p.sequence, p.timestamp_ms, sha256(p.data), p.signature);
+}
+
+Verdict LiveVerifier::verify_head(std::uint64_t sequence, std::int64_t timestamp_ms,
+                                  const std::array<std::uint8_t, 32> &data_sha256, std::string_view signature,
+                                  std::uint64_t newest, std::uint64_t window_pieces, std::int64_t now_ms,
+                                  std::int64_t window_ms) const
+{
+    const Verdict v = cheap_checks(sequence, timestamp_ms, signature, newest, window_pieces, now_ms, window_ms);
+    if (v != Verdict::Ok)
+        return v;
+    return impl_->check_signature(sequence, timestamp_ms, data_sha256, signature);
 }
 
 std::string encode_piece(const LivePiece &p)

@@ -25,6 +25,7 @@
 
 #include "live/live_descriptor.hpp"
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -95,6 +96,11 @@ public:
     // anything about authenticity.  Negative windows count as 0.
     Verdict verify(const LivePiece &p, std::uint64_t newest, std::uint64_t window_pieces, std::int64_t now_ms,
                    std::int64_t window_ms) const;
+    // The same checks for a signed head, which carries SHA-256(data) instead
+    // of the data (docs/protocol.md §3).
+    Verdict verify_head(std::uint64_t sequence, std::int64_t timestamp_ms, const std::array<std::uint8_t, 32> &data_sha256,
+                        std::string_view signature, std::uint64_t newest, std::uint64_t window_pieces,
+                        std::int64_t now_ms, std::int64_t window_ms) const;
 
 private:
     struct Impl;

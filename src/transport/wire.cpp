@@ -1,6 +1,7 @@
 #include "transport/wire.hpp"
 
 #include "core/error.hpp"
+#include "live/live_descriptor.hpp"
 #include "transport/bencode.hpp"
 #include "transport/metainfo.hpp"
 
@@ -412,6 +413,12 @@ std::string encode_ext_handshake(const ExtHandshake &h)
         d.set("yourip", bencode::Value(h.yourip));
     if (h.oa_tls)
         d.set("oa_tls", bencode::Value(1));
+    if (h.live_window >= 0)
+        d.set("oa_live_window", bencode::Value(h.live_window));
+    if (h.live_newest >= 0)
+        d.set("oa_live_newest", bencode::Value(h.live_newest));
+    if (h.live_desc_size >= 0)
+        d.set("oa_live_desc", bencode::Value(h.live_desc_size));
     return bencode::encode(d);
 }
 
@@ -440,6 +447,10 @@ ExtHandshake decode_ext_handshake(std::string_view payload)
     if (const std::string *ip = find_string(d, "yourip"); ip && (ip->size() == 4 || ip->size() == 16))
         h.yourip = *ip;
     h.oa_tls = int_or(d, "oa_tls", 1, 1, 0) == 1;
+    constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+    h.live_window = int_or(d, "oa_live_window", 1, kInt64Max, -1);
+    h.live_newest = int_or(d, "oa_live_newest", 0, kInt64Max, -1);
+    h.live_desc_size = int_or(d, "oa_live_desc", 1, static_cast<std::int64_t>(live::kMaxDescriptorBytes), -1);
     return h;
 }
 

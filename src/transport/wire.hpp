@@ -129,6 +129,10 @@ struct ExtHandshake {
     std::string yourip;               // raw 4 or 16 bytes, may be empty
     bool oa_tls = false;              // "oa_tls" = 1: an OpenAce peer that accepts TLS
                                       // on its listen port
+    // Live swarms (docs/protocol.md §3); -1 = absent.
+    std::int64_t live_window = -1;    // "oa_live_window": pieces kept, >= 1
+    std::int64_t live_newest = -1;    // "oa_live_newest": newest verified sequence, >= 0
+    std::int64_t live_desc_size = -1; // "oa_live_desc": descriptor bytes, 1..64 KiB
 };
 
 // The bencoded dictionary; absent fields (per the comments above) are left out.
@@ -137,7 +141,8 @@ std::string encode_ext_handshake(const ExtHandshake &h);
 // Tolerant of unknown keys, unsorted or repeated keys and wrong-typed or
 // out-of-range optional keys (ignored: metadata_size outside
 // 1..kMaxMetadataSize, "p" outside 1..65535, "reqq" < 1, "yourip" not 4 or 16
-// bytes, non-integer "m" entries).  Throws Error(PROTO, "wire",
+// bytes, non-integer "m" entries, oa_live_window < 1, oa_live_newest < 0,
+// oa_live_desc outside 1..65536).  Throws Error(PROTO, "wire",
 // "ext-handshake") when the payload is not a bencoded dict, is over
 // kMaxExtHandshakeSize bytes, or "m" holds an id outside 0..255.
 ExtHandshake decode_ext_handshake(std::string_view payload);

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <mbedtls/sha256.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -282,6 +283,64 @@ TEST_CASE("live: verification enforces the sequence and time windows")
 
     CHECK(std::string(to_string(Verdict::Ok)) == "ok");
     CHECK(std::string(to_string(Verdict::TooOld)) == "too old");
+}
+
+TEST_CASE("live: a head verifies exactly when its piece does")
+{
+    const LiveDescriptor d = descriptor();
+    const LiveSigner signer(key_a().key_pem, d.content_id());
+    const LiveVerifier verifier(d);
+    auto data_hash = [](const LivePiece &p) {
+        std::array<std::uint8_t, 32> h{};
+        mbedtls_sha256_ret(reinterpret_cast<const unsigned char *>(p.data.data()), p.data.size(), h.data(), 0);
+        return h;
+    };
+    auto head = [&](std::uint64_t seq, std::int64_t ts, const std::array<std::uint8_t, 32> &hash,
+                    std::string_view sig, std::uint64_t newest = 100) {
+        return verifier.verify_head(seq, ts, hash, sig, newest, kWindowPieces, kNow, kWindowMs);
+    };
+
+    LivePiece p = piece(100, kNow - 1000);
+    signer.sign(p);
+    const auto hash = data_hash(p);
+    REQUIRE(check(verifier, p) == Verdict::Ok);
+    CHECK(head(p.sequence, p.timestamp_ms, hash, p.signature) == Verdict::Ok);
+
+    // Any changed field breaks it, as it breaks the piece.
+    auto other_hash = hash;
+    other_hash[5] ^= 0x20;
+    CHECK(head(p.sequence, p.timestamp_ms, other_hash, p.signature) == Verdict::BadSignature);
+    CHECK(head(p.sequence + 1, p.timestamp_ms, hash, p.signature) == Verdict::BadSignature);
+    CHECK(head(p.sequence, p.timestamp_ms + 1, hash, p.signature) == Verdict::BadSignature);
+    CHECK(head(p.sequence, p.timestamp_ms, data_hash(piece(101, 0)), p.signature) == Verdict::BadSignature);
+
+    // The same windows and bounds, in the same order, for heads and pieces:
+    // each case's head gets the verdict its piece gets.
+    enum class Sig { Signed, Empty, Long };
+    struct Case {
+        std::uint64_t seq, newest;
+        std::int64_t ts;
+        Sig sig;
+    };
+    for (const Case &c : {Case{100 + kWindowPieces + 1, 100, kNow, Sig::Signed},
+                          Case{100, 100, kNow - kWindowMs - 1, Sig::Signed},
+                          Case{100, 100, kNow + kWindowMs + 1, Sig::Signed}, Case{100, 100, kNow, Sig::Empty},
+                          Case{100, 100, kNow, Sig::Long}, Case{5, 5, kNow - kWindowMs, Sig::Signed},
+                          Case{0, UINT64_MAX, kNow, Sig::Signed}, Case{200, 100, kNow - kWindowMs - 1, Sig::Empty}}) {
+        LivePiece q = piece(c.seq, c.ts);
+        signer.sign(q);
+        if (c.sig == Sig::Empty)
+            q.signature.clear();
+        if (c.sig == Sig::Long)
+            q.signature.resize(kMaxSignature + 1, 'x');
+        const Verdict want = check(verifier, q, c.newest);
+        INFO(fmt::format("seq {} newest {} ts {} sig {}: {}", c.seq, c.newest, c.ts, q.signature.size(),
+                         to_string(want)));
+        CHECK(head(q.sequence, q.timestamp_ms, data_hash(q), q.signature, c.newest) == want);
+    }
+    CHECK(head(100, kNow, hash, "") == Verdict::Malformed);
+    CHECK(head(100, kNow - kWindowMs - 1, hash, p.signature) == Verdict::TooOld);
+    CHECK(head(100 + kWindowPieces + 1, kNow, hash, p.signature) == Verdict::OutsideWindow);
 }
 
 TEST_CASE("live: keys that are not ECDSA P-256 are refused")

@@ -505,6 +505,49 @@ TEST_CASE("wire: extension handshake tolerates unknown, unsorted and wrong-typed
     CHECK(bencode::encode(bencode::decode("d1:bi1e1:ai2e1:bi3ee", lenient)) == "d1:ai2e1:bi3ee");
 }
 
+TEST_CASE("wire: extension handshake carries the live keys")
+{
+    ExtHandshake h;
+    h.m = {{"oa_live", 3}, {"ut_pex", 1}};
+    h.live_window = 60;
+    h.live_newest = 894'999'999;
+    h.live_desc_size = 180;
+    const std::string s = encode_ext_handshake(h);
+    CHECK(s.find("14:oa_live_windowi60e") != std::string::npos);
+    CHECK(s.find("14:oa_live_newesti894999999e") != std::string::npos);
+    CHECK(s.find("12:oa_live_desci180e") != std::string::npos);
+    const ExtHandshake back = decode_ext_handshake(s);
+    CHECK(back.m == h.m);
+    CHECK(back.live_window == 60);
+    CHECK(back.live_newest == 894'999'999);
+    CHECK(back.live_desc_size == 180);
+
+    // Absent stays absent; newest 0 is a value, not absence.
+    ExtHandshake none = decode_ext_handshake(encode_ext_handshake({}));
+    CHECK(none.live_window == -1);
+    CHECK(none.live_newest == -1);
+    CHECK(none.live_desc_size == -1);
+    ExtHandshake zero;
+    zero.live_newest = 0;
+    CHECK(decode_ext_handshake(encode_ext_handshake(zero)).live_newest == 0);
+
+    // The bounds are accepted; out of range or wrong-typed values are ignored.
+    auto decoded = [](std::string_view window, std::string_view newest, std::string_view desc) {
+        return decode_ext_handshake(fmt::format("d1:mde12:oa_live_desc{}14:oa_live_newest{}14:oa_live_window{}e",
+                                                desc, newest, window));
+    };
+    ExtHandshake edge = decoded("i1e", "i9223372036854775807e", "i65536e");
+    CHECK(edge.live_window == 1);
+    CHECK(edge.live_newest == INT64_MAX);
+    CHECK(edge.live_desc_size == 65536);
+    for (const ExtHandshake &bad : {decoded("i0e", "i-1e", "i65537e"), decoded("i-5e", "i-9e", "i0e"),
+                                    decoded("1:x", "le", "de")}) {
+        CHECK(bad.live_window == -1);
+        CHECK(bad.live_newest == -1);
+        CHECK(bad.live_desc_size == -1);
+    }
+}
+
 TEST_CASE("wire: bad extension handshakes are rejected")
 {
     CHECK(error_of([] { decode_ext_handshake("li1ee"); }) == "payload is not a dictionary");
