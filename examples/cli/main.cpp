@@ -5,6 +5,9 @@
 //   openace [--config F] [--log-level L] [--json] segment INPUT OUTDIR
 //           [--segment-duration S] [--ladder 1080p,720p,480p] [--realtime] [--loop] [--format F]
 //   openace [...] play INFOHASH|MAGNET|FILE.torrent [-o FILE|-] [--file-index N]
+//   openace [...] play acestream://ID|FILE.acelive [-o FILE|-] [--tracker URL]...
+//   openace [...] broadcast SOURCE [--name N] [--piece-duration S] [--tracker URL]...
+//                 [--save FILE.acelive] [--key FILE] [--loop] [--no-realtime]
 //   openace [...] seed PATH [--tracker URL]... [--save FILE.torrent] [--piece-length N]
 //
 // Engine flags, before or after the subcommand: --listen-port P, --peer HOST:PORT
@@ -174,10 +177,16 @@ int run_engine_job(openace::Engine &engine, const std::string &job_json, bool js
         auto ev = engine.wait_event(0.2);
         if (!ev || ev->job_id != id)
             continue;
-        if (on_progress && ev->id == OPENACE_EVENT_JOB_PROGRESS) {
+        if (ev->id == OPENACE_EVENT_JOB_PROGRESS) {
             auto j = nlohmann::json::parse(ev->json, nullptr, false);
-            if (j.is_object() && j.contains("progress"))
+            if (on_progress && j.is_object() && j.contains("progress"))
                 on_progress(j["progress"]);
+            // Live chat lines, for people (JSON lines carry them anyway).
+            if (!json && j.is_object() && j.contains("progress") && j["progress"].contains("chat")) {
+                progress.end();
+                for (const auto &line : j["progress"]["chat"])
+                    std::cerr << "chat " << line.value("from", "?") << ": " << line.value("text", "") << "\n";
+            }
         }
         print_event(*ev, json && !result_to_stderr, show_progress ? &progress : nullptr);
         if (!ev->final)
@@ -259,14 +268,37 @@ int main(int argc, char **argv)
 
     struct {
         std::string source, output = "-";
+        std::vector<std::string> trackers;
         int file_index = -1;
     } play;
     auto *play_cmd = app.add_subcommand(
-        "play", "Stream one file of a torrent in order while it downloads (to a file or - for stdout)");
-    play_cmd->add_option("SOURCE", play.source, "40-hex infohash, magnet link or .torrent file")->required();
+        "play", "Play a live stream, or one file of a torrent while it downloads (to a file or - for stdout)");
+    play_cmd->add_option("SOURCE", play.source,
+                         "acestream://ID or FILE.acelive (live); 40-hex infohash, magnet link or .torrent file")
+        ->required();
     play_cmd->add_option("-o,--output", play.output, "Output file, or - for standard output (default)");
     play_cmd->add_option("--file-index", play.file_index, "Which file of a multi-file torrent (default: the largest)")
         ->check(CLI::NonNegativeNumber);
+    play_cmd->add_option("--tracker", play.trackers, "Tracker announce URL (repeatable)");
+
+    struct {
+        std::string source, name, save, key;
+        std::vector<std::string> trackers;
+        double piece_duration = 0;
+        bool loop = false, no_realtime = false;
+    } bc;
+    auto *broadcast_cmd = app.add_subcommand(
+        "broadcast", "Broadcast SOURCE live to a swarm: prints its acestream:// link, runs until Ctrl-C");
+    broadcast_cmd->add_option("SOURCE", bc.source, "File, URL or lavfi graph (lavfi:testsrc2=size=640x360:rate=25)")
+        ->required();
+    broadcast_cmd->add_option("--name", bc.name, "Name shown to viewers (default: the file name)");
+    broadcast_cmd->add_option("--piece-duration", bc.piece_duration, "Seconds of media per piece (default 1)")
+        ->check(CLI::Range(0.1, 60.0));
+    broadcast_cmd->add_option("--tracker", bc.trackers, "Tracker announce URL (repeatable)");
+    broadcast_cmd->add_option("--save", bc.save, "Also write the descriptor (.acelive) here");
+    broadcast_cmd->add_option("--key", bc.key, "Broadcaster key (PEM; default: the engine's key in the state dir)");
+    broadcast_cmd->add_flag("--loop", bc.loop, "Restart a file source at its end");
+    broadcast_cmd->add_flag("--no-realtime", bc.no_realtime, "Read the source as fast as it comes (live sources)");
 
     struct {
         std::string path, save;
@@ -338,7 +370,16 @@ int main(int argc, char **argv)
         if (*play_cmd) {
             nlohmann::json job = {{"type", "play"}, {"output", play.output}};
             const std::string &src = play.source;
-            if (src.rfind("magnet:", 0) == 0)
+            auto ends_with = [&](std::string_view suffix) {
+                return src.size() >= suffix.size() && src.compare(src.size() - suffix.size(), suffix.size(), suffix) == 0;
+            };
+            if (!play.trackers.empty())
+                job["trackers"] = play.trackers;
+            if (src.rfind("acestream:", 0) == 0)
+                job["content_id"] = src;
+            else if (ends_with(".acelive"))
+                job["descriptor"] = src;
+            else if (src.rfind("magnet:", 0) == 0)
                 job["magnet"] = src;
             else if (src.size() == 40 && src.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos)
                 job["infohash"] = src;
@@ -347,6 +388,36 @@ int main(int argc, char **argv)
             if (play.file_index >= 0)
                 job["file_index"] = play.file_index;
             return run_engine_job(engine, job.dump(), o.json, !o.json, {}, play.output == "-");
+        }
+        if (*broadcast_cmd) {
+            nlohmann::json job = {{"type", "broadcast"}, {"source", bc.source}};
+            if (!bc.name.empty())
+                job["name"] = bc.name;
+            if (bc.piece_duration > 0)
+                job["piece_duration"] = bc.piece_duration;
+            if (!bc.trackers.empty())
+                job["trackers"] = bc.trackers;
+            if (!bc.save.empty())
+                job["save"] = bc.save;
+            if (!bc.key.empty())
+                job["key"] = bc.key;
+            if (bc.loop)
+                job["loop"] = true;
+            if (bc.no_realtime)
+                job["realtime"] = false;
+            bool announced = false;
+            auto show = [&](const nlohmann::json &p) {
+                if (announced || o.json)
+                    return;
+                announced = true;
+                std::cout << "content_id " << p.value("content_id", "") << "\n"
+                          << "link " << p.value("link", "") << "\n"
+                          << "port " << p.value("listen_port", 0) << "\n";
+                if (p.contains("descriptor") && p["descriptor"].is_string())
+                    std::cout << "descriptor " << p["descriptor"].get<std::string>() << "\n";
+                std::cout << std::flush;
+            };
+            return run_engine_job(engine, job.dump(), o.json, !o.json, show);
         }
         if (*seed_cmd) {
             nlohmann::json job = {{"type", "seed"}, {"path", seed.path}};
