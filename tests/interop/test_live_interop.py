@@ -6,7 +6,7 @@ Python from docs/protocol.md alone, honest or malicious. The swarm tests skip
 when the openace binary ($OPENACE_CLI, else build/openace) has no
 `broadcast` subcommand; the codec tests at the top always run.
 
-    cd /work/main && OPENACE_CLI=build-lead/openace \\
+    OPENACE_CLI=$PWD/build/openace \\
         /usr/bin/python3 -m pytest -x -q tests/interop/test_live_interop.py
 
 What the swarm tests prove:
