@@ -93,8 +93,7 @@ bool LiveSwarm::set_descriptor(const std::string &encoded)
     std::vector<std::uint64_t> keys;
     for (auto &[k, p] : peers_) {
         p.is_source = p.c->peer_id() == source_id;
-        if (p.ext)
-            send_ext_handshake(*p.c);
+        send_ext_handshake(*p.c); // also to peers whose own has not come yet
         keys.push_back(k);
     }
     // Heads that came before the descriptor (a check may ban, so by key).
@@ -947,10 +946,11 @@ void LiveSwarm::tick()
         last_pex_ = now;
         send_pex();
     }
-    // Ask another peer for the descriptor when the first did not answer.
+    // Ask another peer for the descriptor when the first did not answer
+    // (a peer that offers pieces has it, whatever its handshake said).
     if (!descriptor_)
         for (auto &[k, p] : peers_)
-            if (p.ext && !p.desc_asked && p.c->state.ext.live_desc_size > 0) {
+            if (p.ext && !p.desc_asked && (p.c->state.ext.live_desc_size > 0 || !p.have.empty())) {
                 p.desc_asked = true;
                 send_live(p, wire::encode_live_desc_request());
                 break;
