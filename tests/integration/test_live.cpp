@@ -6,6 +6,8 @@
 // tests/interop/test_live_interop.py.
 #include <openace/engine.hpp>
 
+#include "transport/identity.hpp"
+
 #include "command.hpp"
 #include "temp_dir.hpp"
 
@@ -310,4 +312,50 @@ TEST_CASE("live: chat lines reach the other side, and a sender over the rate lim
         json{{"type", "chat"}, {"content_id", std::string(40, 'b')}, {"text", "anyone?"}}.dump());
     REQUIRE(pump_until({v.watch.get()}, [&] { return v.watch->final_state.count(other) != 0; }, 10));
     CHECK(v.watch->final_state[other].value("state", "") == "failed");
+}
+
+TEST_CASE("live: a broadcast with its own key has another content id, the same on every start, and a bad source fails the job")
+{
+    testdir::TempDir tmp("live-key");
+    REQUIRE(!tmp.path.empty());
+    // A key of its own (made the way the engine makes its identity key).
+    const std::string key = tmp.path + "/channel/identity.key";
+    transport::load_or_create_identity(tmp.path + "/channel");
+    REQUIRE(fs::exists(key));
+
+    Engine e(live_config(tmp.path + "/state"));
+    Watch w{e, {}, {}};
+    auto first_progress = [&](const json &spec) {
+        const int64_t id = e.submit_job(spec.dump());
+        REQUIRE(pump_until({&w}, [&] { return w.progress[id].is_object() || w.final_state.count(id); }, 20));
+        return std::make_pair(id, w.progress[id]);
+    };
+    json spec = {{"type", "broadcast"}, {"source", kSource}, {"name", "keyed"}};
+    auto [plain_job, plain] = first_progress(spec);
+    e.cancel_job(plain_job);
+    spec["key"] = key;
+    auto [keyed_job, keyed] = first_progress(spec);
+    e.cancel_job(keyed_job);
+    auto [again_job, again] = first_progress(spec);
+    e.cancel_job(again_job);
+    INFO(plain.dump() << "\n" << keyed.dump());
+    REQUIRE(plain.value("content_id", "").size() == 40);
+    CHECK(keyed.value("content_id", "") != plain.value("content_id", ""));
+    CHECK(again.value("content_id", "") == keyed.value("content_id", ""));
+
+    // A key that is not one, and a source that is not there: the job fails
+    // and says which.
+    const std::string bogus = tmp.path + "/bogus.pem";
+    std::ofstream(bogus) << "not a key";
+    spec["key"] = bogus;
+    const int64_t bad_key = e.submit_job(spec.dump());
+    spec.erase("key");
+    spec["source"] = tmp.path + "/missing.ts";
+    const int64_t bad_source = e.submit_job(spec.dump());
+    REQUIRE(pump_until({&w}, [&] { return w.final_state.count(bad_key) && w.final_state.count(bad_source); }, 30));
+    INFO(w.final_state[bad_key].dump() << "\n" << w.final_state[bad_source].dump());
+    CHECK(w.final_state[bad_key].value("state", "") == "failed");
+    CHECK(w.final_state[bad_key].dump().find("bogus.pem") != std::string::npos);
+    CHECK(w.final_state[bad_source].value("state", "") == "failed");
+    CHECK(w.final_state[bad_source].dump().find("missing.ts") != std::string::npos);
 }
