@@ -72,7 +72,10 @@ nlohmann::json StreamerEngine::http_stats() const
 nlohmann::json StreamerEngine::details() const
 {
     auto h = http_stats();
-    return h.is_null() ? nlohmann::json::object() : nlohmann::json{{"http", h}};
+    nlohmann::json j = h.is_null() ? nlohmann::json::object() : nlohmann::json{{"http", h}};
+    if (playback_)
+        j["playback"] = playback_->status();
+    return j;
 }
 
 void StreamerEngine::on_start()
@@ -95,6 +98,11 @@ void StreamerEngine::on_start()
         res->send(200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(ctx_.stats()));
     });
     route("/api/logs", [this](auto &req, auto &res) { api_logs(req, res); });
+    playback_ = std::make_unique<Playback>(ctx_, log_);
+    route("/ace/getstream", [this](auto &req, auto &res) { playback_->getstream(req, res, "http://" + address()); });
+    route("/ace/r/", [this](auto &req, auto &res) { playback_->stream(req, res); }, true);
+    route("/ace/stat/", [this](auto &req, auto &res) { playback_->stat(req, res); }, true);
+    route("/ace/cmd/", [this](auto &req, auto &res) { playback_->cmd(req, res); }, true);
     auto *transport = dynamic_cast<transport::TransportEngine *>(ctx_.manager->find("transport"));
     if (transport && transport->embedded_tracker())
         transport->embedded_tracker()->install(*server_);
@@ -103,6 +111,7 @@ void StreamerEngine::on_start()
         server_->listen(hp.host, hp.port);
     } catch (...) {
         // The listener failed: close the server's handles before reporting.
+        playback_.reset();
         auto *s = server_.release();
         s->close([s] { delete s; });
         throw;
@@ -114,6 +123,7 @@ void StreamerEngine::on_start()
 
 void StreamerEngine::on_stop(std::function<void()> done)
 {
+    playback_.reset(); // ends every stream and gives the sessions back
     if (!server_) {
         done();
         return;
@@ -126,7 +136,7 @@ void StreamerEngine::on_stop(std::function<void()> done)
 }
 
 void StreamerEngine::route(const std::string &path,
-                           std::function<void(const net::HttpRequest &, const Res &)> fn)
+                           std::function<void(const net::HttpRequest &, const Res &)> fn, bool prefix)
 {
     server_->route(path, [this, fn = std::move(fn)](const net::HttpRequest &req, Res res) {
         auto t0 = std::chrono::steady_clock::now();
@@ -141,7 +151,7 @@ void StreamerEngine::route(const std::string &path,
         record_operation(ok, std::chrono::duration<double, std::milli>(
                                  std::chrono::steady_clock::now() - t0)
                                  .count());
-    });
+    }, prefix);
 }
 
 bool StreamerEngine::allow(const net::HttpRequest &req, net::HttpResponse &res)

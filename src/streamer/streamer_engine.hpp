@@ -1,10 +1,12 @@
 // StreamerEngine (DESIGN §2): the HTTP/1.1 API on engine.http_address.  The
 // foundation serves the Ace Stream get_version call, /metrics, /api/stats and
-// /api/logs; the streamer issue adds playback sessions.
+// /api/logs; playback.hpp the Ace playback calls for live streams
+// (/ace/getstream, /ace/r/, /ace/stat/, /ace/cmd/).
 #pragma once
 
 #include "engine/sub_engine.hpp"
 #include "net/http_server.hpp"
+#include "streamer/playback.hpp"
 
 #include <memory>
 #include <string>
@@ -29,11 +31,13 @@ protected:
 private:
     using Res = std::shared_ptr<net::HttpResponse>;
     bool allow(const net::HttpRequest &req, net::HttpResponse &res);
-    void route(const std::string &path, std::function<void(const net::HttpRequest &, const Res &)> fn);
+    void route(const std::string &path, std::function<void(const net::HttpRequest &, const Res &)> fn,
+               bool prefix = false);
     void service_api(const net::HttpRequest &req, const Res &res);
     void api_logs(const net::HttpRequest &req, const Res &res);
 
     std::unique_ptr<net::HttpServer> server_;
+    std::unique_ptr<Playback> playback_;
     std::string token_;
     uint64_t denied_ = 0;
 };

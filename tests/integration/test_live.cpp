@@ -9,6 +9,7 @@
 #include "transport/identity.hpp"
 
 #include "command.hpp"
+#include "http_client.hpp"
 #include "temp_dir.hpp"
 
 #include <catch2/catch.hpp>
@@ -358,4 +359,82 @@ TEST_CASE("live: a broadcast with its own key has another content id, the same o
     CHECK(w.final_state[bad_key].dump().find("bogus.pem") != std::string::npos);
     CHECK(w.final_state[bad_source].value("state", "") == "failed");
     CHECK(w.final_state[bad_source].dump().find("missing.ts") != std::string::npos);
+}
+
+TEST_CASE("live: players read a live stream through the Ace Stream HTTP API, five at once, and stop it")
+{
+    testdir::TempDir tmp("live-ace");
+    REQUIRE(!tmp.path.empty());
+    Broadcaster b;
+    b.start(tmp.path + "/b");
+    json cfg = json::parse(live_config(tmp.path + "/v"));
+    cfg["transport"]["peers"] = {b.peer()};
+    cfg["streaming"]["idle_timeout"] = 2.0; // seconds without a reader before a session stops
+    Engine viewer(cfg.dump());
+    const std::string api = viewer.http_address();
+    const std::string id = b.id();
+
+    // format=json: Acexy's fields with Ace's JSON types.
+    auto r = testhttp::get(api, "/ace/getstream?id=" + id + "&format=json&pid=acexy-1");
+    REQUIRE(r.status == 200);
+    json j = json::parse(r.body);
+    INFO(j.dump());
+    REQUIRE(j["error"].is_null());
+    const json &resp = j["response"];
+    CHECK(resp["infohash"] == id);
+    CHECK(resp["is_live"] == 1);
+    CHECK(resp["is_encrypted"] == 0);
+    CHECK(resp["client_session_id"] == -1);
+    for (const char *k : {"playback_url", "stat_url", "command_url", "playback_session_id"})
+        CHECK(resp[k].is_string());
+    const std::string prefix = "http://" + api;
+    auto path_of = [&](const std::string &url) { return url.substr(prefix.size()); };
+    const std::string stat = path_of(resp["stat_url"]), cmd = path_of(resp["command_url"]);
+    CHECK(json::parse(testhttp::get(api, stat).body)["response"]["status"] == "prebuf");
+
+    // The JSON player reads its playback_url, then its stat says dl with livepos strings.
+    auto read = testcmd::run("ffmpeg -nostdin -v error -t 2 -i '" + resp["playback_url"].get<std::string>() +
+                                 "' -f null -",
+                             30, true);
+    INFO(read.out);
+    CHECK(read.code == 0);
+    json st = json::parse(testhttp::get(api, stat).body);
+    INFO(st.dump());
+    CHECK(st["error"].is_null());
+    CHECK(st["response"]["status"] == "dl");
+    CHECK(st["response"]["peers"].get<int>() >= 1);
+    CHECK(st["response"]["livepos"]["last"].is_string());
+    CHECK(st["response"]["livepos"]["live_first"].is_string());
+    CHECK(st["response"]["speed_down"].is_number_integer());
+
+    // stop, then the session is gone.
+    auto stop = testhttp::get(api, cmd + "?method=stop");
+    CHECK(json::parse(stop.body) == json::parse(R"({"response":"ok","error":null})"));
+    CHECK(json::parse(testhttp::get(api, stat).body)["error"] == "unknown playback session id");
+
+    // Five players at once through the redirect; the first leaves after 1 s,
+    // the others each decode 4 s without an error.
+    const std::string url = prefix + "/ace/getstream?id=acestream://" + id;
+    const std::string script = tmp.path + "/five.sh";
+    std::ofstream(script) << "for i in 1 2 3 4 5; do t=4; [ $i = 1 ] && t=1; "
+                             "(ffmpeg -nostdin -v error -t $t -i '" << url << "' -f null - || echo FAIL $i) & done; wait\n";
+    auto five = testcmd::run("sh " + script, 60, true);
+    INFO(five.out);
+    CHECK(five.code == 0);
+    CHECK(five.out.empty());
+
+    // Bad requests get 4xx with the reason, and the engine goes on serving.
+    CHECK(testhttp::get(api, "/ace/getstream").status == 400);
+    auto bad = testhttp::get(api, "/ace/getstream?id=xyz&format=json");
+    CHECK(bad.status == 400);
+    CHECK(json::parse(bad.body)["error"].get<std::string>().find("xyz") != std::string::npos);
+    CHECK(testhttp::get(api, "/ace/r/" + id + "/nokey").status == 404);
+    CHECK(testhttp::get(api, "/webui/api/service?method=get_version").status == 200);
+
+    // A session nobody reads stops by itself after streaming.idle_timeout.
+    json idle = json::parse(testhttp::get(api, "/ace/getstream?id=" + id + "&format=json").body);
+    const std::string idle_stat = path_of(idle["response"]["stat_url"]);
+    CHECK(json::parse(testhttp::get(api, idle_stat).body)["error"].is_null());
+    std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+    CHECK(json::parse(testhttp::get(api, idle_stat).body)["error"] == "unknown playback session id");
 }
