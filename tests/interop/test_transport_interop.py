@@ -124,7 +124,10 @@ def test_openace_peers_find_each_other_through_opentracker_http_and_udp(
     largest = max(MULTI_FILE_SPEC, key=MULTI_FILE_SPEC.get)
     assert (tmp_path / "out.mkv").read_bytes() == (content / largest).read_bytes()
     result = final_result(play)
-    assert any(t["url"] == tracker.udp_announce and t["state"] == "ok" for t in result["trackers"])
+    # The UDP tracker answered (with the seeder); its 'completed' announce
+    # may still be in flight when the job ends.
+    assert any(t["url"] == tracker.udp_announce and t["state"] in ("ok", "announcing")
+               and t["failures"] == 0 and t["peers"] >= 1 for t in result["trackers"]), result["trackers"]
 
 
 @peers.requires("libtorrent", "openace seed")
