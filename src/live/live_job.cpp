@@ -29,10 +29,8 @@ LiveSwarm &LiveJob::hold(const ContentId &id)
 
 void LiveJob::start_reporting()
 {
-    tick_ = new uv_timer_t{};
-    uv_timer_init(engine_.loop(), tick_);
-    tick_->data = this;
-    uv_timer_start(tick_, on_tick, 1000, 1000);
+    tick_.init(this, uv_timer_init, engine_.loop());
+    uv_timer_start(tick_.get(), on_tick, 1000, 1000);
     std::weak_ptr<LiveJob> weak = weak_from_this();
     job_->on_cancel = [weak] {
         if (auto self = weak.lock())
@@ -60,10 +58,7 @@ void LiveJob::report()
 
 void LiveJob::detach()
 {
-    if (tick_) {
-        net::close_and_delete(tick_);
-        tick_ = nullptr;
-    }
+    tick_.close();
     release();
     if (swarm_) {
         swarm_->unlisten_chat(chat_listener_);

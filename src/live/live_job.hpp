@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "engine/job.hpp"
 #include "live/live_descriptor.hpp"
+#include "net/uv_handle.hpp"
 
 #include <nlohmann/json.hpp>
 #include <uv.h>
@@ -61,7 +62,7 @@ private:
 
     int chat_listener_ = 0;
     nlohmann::json chat_ = nlohmann::json::array(); // lines since the last report
-    uv_timer_t *tick_ = nullptr;
+    net::UvHandle<uv_timer_t> tick_;
 };
 
 } // namespace openace::live

@@ -45,29 +45,19 @@ LiveSwarm::LiveSwarm(transport::TransportContext &ctx, core::Logger log, const C
     : ctx_(ctx), log_(std::move(log)), id_(id), name_(to_hex(id).substr(0, 8)),
       candidates_(ctx, std::chrono::milliseconds(500))
 {
-    tick_timer_ = new uv_timer_t{};
-    uv_timer_init(ctx_.loop, tick_timer_);
-    tick_timer_->data = this;
-    fast_timer_ = new uv_timer_t{};
-    uv_timer_init(ctx_.loop, fast_timer_);
-    fast_timer_->data = this;
+    tick_timer_.init(this, uv_timer_init, ctx_.loop);
+    fast_timer_.init(this, uv_timer_init, ctx_.loop);
 }
 
 LiveSwarm::~LiveSwarm()
 {
-    net::close_and_delete(tick_timer_);
-    net::close_and_delete(fast_timer_);
     announcer_.reset();
     auto conns = connecting_;
     for (auto &[k, p] : peers_)
         conns.insert(p.c);
     peers_.clear();
     connecting_.clear();
-    for (PeerConnection *c : conns) {
-        c->set_handler(nullptr);
-        c->close("live session closed");
-        --ctx_.connections;
-    }
+    transport::abandon_connections(ctx_, conns, "live session closed");
 }
 
 bool LiveSwarm::set_descriptor(const std::string &encoded)
@@ -103,8 +93,6 @@ bool LiveSwarm::set_descriptor(const std::string &encoded)
             p->pending_head.reset();
             on_head(*p, h);
         }
-    if (on_descriptor)
-        on_descriptor();
     return true;
 }
 
@@ -172,16 +160,16 @@ void LiveSwarm::start()
         announcer_->on_peers = [this](const std::vector<PeerAddress> &peers) { add_peers(peers); };
         announcer_->start();
     }
-    uv_timer_start(tick_timer_, on_tick, 1000, 1000);
-    uv_timer_start(fast_timer_, on_fast_tick, 50, 50);
+    uv_timer_start(tick_timer_.get(), on_tick, 1000, 1000);
+    uv_timer_start(fast_timer_.get(), on_fast_tick, 50, 50);
     candidates_.connect_more(clock::now(), peers_.size(), connecting_, id_, this);
 }
 
 void LiveSwarm::stop(std::function<void()> done)
 {
     stopping_ = true;
-    uv_timer_stop(tick_timer_);
-    uv_timer_stop(fast_timer_);
+    uv_timer_stop(tick_timer_.get());
+    uv_timer_stop(fast_timer_.get());
     auto conns = connecting_;
     for (auto &[k, p] : peers_)
         conns.insert(p.c);
@@ -632,14 +620,12 @@ void LiveSwarm::send_chat(const ChatSigner &signer, std::string_view text)
 
 int LiveSwarm::listen_chat(ChatListener fn)
 {
-    const int id = next_chat_listener_++;
-    chat_listeners_[id] = std::move(fn);
-    return id;
+    return chat_listeners_.add(std::move(fn));
 }
 
 void LiveSwarm::unlisten_chat(int id)
 {
-    chat_listeners_.erase(id);
+    chat_listeners_.remove(id);
 }
 
 void LiveSwarm::on_chat(Peer &p, const wire::LiveChat &c)
@@ -664,24 +650,19 @@ void LiveSwarm::relay_chat(const wire::LiveChat &c, const Peer *except)
     for (auto &[k, p] : peers_)
         if (&p != except && p.ext)
             send_live(p, payload);
-    auto listeners = chat_listeners_; // a listener may stop listening
-    for (auto &[id, fn] : listeners)
-        if (chat_listeners_.count(id))
-            fn(c);
+    chat_listeners_.call(c);
 }
 
 // ------------------------------------------------------------ viewer
 
 int LiveSwarm::subscribe(Subscriber fn)
 {
-    const int id = next_subscriber_++;
-    subscribers_[id] = std::move(fn);
-    return id;
+    return subscribers_.add(std::move(fn));
 }
 
 void LiveSwarm::unsubscribe(int id)
 {
-    subscribers_.erase(id);
+    subscribers_.remove(id);
 }
 
 void LiveSwarm::try_join(clock::time_point now)
@@ -725,10 +706,7 @@ void LiveSwarm::deliver()
         skipped_before_ = false;
         ++*position_;
         waiting_since_ = clock::now();
-        auto subs = subscribers_; // a subscriber may unsubscribe
-        for (auto &[id, fn] : subs)
-            if (subscribers_.count(id))
-                fn(piece, disc);
+        subscribers_.call(piece, disc);
         if (subscribers_.empty())
             return;
     }

@@ -14,6 +14,7 @@
 #include "live/live_descriptor.hpp"
 #include "live/live_piece.hpp"
 #include "live/live_window.hpp"
+#include "net/uv_handle.hpp"
 #include "transport/candidates.hpp"
 #include "transport/live_wire.hpp"
 #include "transport/peer_connection.hpp"
@@ -37,6 +38,30 @@ class Announcer;
 
 namespace openace::live {
 
+// Callbacks registered under an id; call() reaches each one still
+// registered when its turn comes (a callback may remove itself or others).
+template <class Fn> class Callbacks {
+public:
+    int add(Fn fn)
+    {
+        fns_[next_] = std::move(fn);
+        return next_++;
+    }
+    void remove(int id) { fns_.erase(id); }
+    bool empty() const noexcept { return fns_.empty(); }
+    template <class... A> void call(const A &...args)
+    {
+        auto copy = fns_;
+        for (auto &[id, fn] : copy)
+            if (fns_.count(id))
+                fn(args...);
+    }
+
+private:
+    std::map<int, Fn> fns_;
+    int next_ = 1;
+};
+
 class LiveSwarm : public transport::PeerHandler {
 public:
     using clock = std::chrono::steady_clock;
@@ -53,7 +78,6 @@ public:
     bool set_descriptor(const std::string &encoded);
     bool has_descriptor() const noexcept { return descriptor_.has_value(); }
     const LiveDescriptor &descriptor() const { return *descriptor_; }
-    const std::string &descriptor_bytes() const noexcept { return descriptor_bytes_; }
 
     // Broadcaster: this session is the source.  Every published piece must
     // be signed with the descriptor's key; it is stored and announced.
@@ -75,7 +99,6 @@ public:
     int subscribe(Subscriber fn);
     void unsubscribe(int id);
 
-    std::function<void()> on_descriptor; // became known (once)
 
     // Chat (docs/protocol.md §3): sends a line signed by `signer` to every
     // peer; throws Error(INVAL, "live", "chat", ...) for bad text and
@@ -203,14 +226,12 @@ private:
     // Viewer: the play position (the next sequence to deliver).
     std::optional<std::uint64_t> position_;
     bool skipped_before_ = false; // the next delivered piece follows a skip
-    std::map<int, Subscriber> subscribers_;
-    int next_subscriber_ = 1;
+    Callbacks<Subscriber> subscribers_;
     std::map<std::uint64_t, std::vector<Outstanding>> outstanding_;
     clock::time_point waiting_since_{}; // the position's piece has been missing since
 
     ChatLog chat_;
-    std::map<int, ChatListener> chat_listeners_;
-    int next_chat_listener_ = 1;
+    Callbacks<ChatListener> chat_listeners_;
     std::uint64_t chat_refused_ = 0;
 
     // Signed (sequence, timestamp, data hash, signature) already checked:
@@ -223,8 +244,7 @@ private:
     std::uint64_t down_mark_ = 0, up_mark_ = 0, rejected_ = 0, duplicates_ = 0;
     double down_rate_ = 0, up_rate_ = 0;
 
-    uv_timer_t *tick_timer_ = nullptr;
-    uv_timer_t *fast_timer_ = nullptr;
+    net::UvHandle<uv_timer_t> tick_timer_, fast_timer_;
 };
 
 } // namespace openace::live

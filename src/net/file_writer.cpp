@@ -50,18 +50,14 @@ FileWriter::~FileWriter()
     // go when its callback drops the last reference.
     st_->alive = false;
     st_->owner = nullptr;
-    if (retry_)
-        close_and_delete(retry_);
+
 }
 
 void FileWriter::retry_later()
 {
-    if (!retry_) {
-        retry_ = new uv_timer_t{};
-        uv_timer_init(st_->loop, retry_);
-        retry_->data = this;
-    }
-    uv_timer_start(retry_, [](uv_timer_t *t) { static_cast<FileWriter *>(t->data)->next(); }, 5, 0);
+    if (!retry_)
+        retry_.init(this, uv_timer_init, st_->loop);
+    uv_timer_start(retry_.get(), [](uv_timer_t *t) { static_cast<FileWriter *>(t->data)->next(); }, 5, 0);
 }
 
 std::size_t FileWriter::queued() const noexcept

@@ -7,6 +7,8 @@
 // write in flight finishes on the pool and its callback then does nothing.
 #pragma once
 
+#include "net/uv_handle.hpp"
+
 #include <uv.h>
 
 #include <cstdint>
@@ -41,7 +43,7 @@ private:
     void next();
     void retry_later(); // EAGAIN: next() again in a few milliseconds
     std::shared_ptr<State> st_;
-    uv_timer_t *retry_ = nullptr;
+    net::UvHandle<uv_timer_t> retry_; // EAGAIN retries
 };
 
 } // namespace openace::net

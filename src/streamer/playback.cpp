@@ -59,16 +59,13 @@ std::pair<std::string, std::string> id_and_key(std::string_view path, std::strin
 
 Playback::Playback(engine::EngineContext &ctx, core::Logger log) : ctx_(ctx), log_(std::move(log))
 {
-    tick_ = new uv_timer_t{};
-    uv_timer_init(ctx_.loop, tick_);
-    tick_->data = this;
-    uv_timer_start(tick_, on_tick, 1000, 1000);
+    tick_.init(this, uv_timer_init, ctx_.loop);
+    uv_timer_start(tick_.get(), on_tick, 1000, 1000);
 }
 
 Playback::~Playback()
 {
     close();
-    net::close_and_delete(tick_);
 }
 
 void Playback::close()
@@ -136,10 +133,8 @@ void Playback::on_piece(Session &s, const live::LiveSwarm::PieceRef &piece)
             ++p.skipped;
             continue;
         }
-        if (p.out->write(piece->data)) {
-            p.bytes += piece->data.size();
+        if (p.out->write(piece->data))
             ++p.pieces;
-        }
     }
 }
 

@@ -16,6 +16,7 @@
 #include "live/live_descriptor.hpp"
 #include "live/live_swarm.hpp"
 #include "net/http_server.hpp"
+#include "net/uv_handle.hpp"
 
 #include <chrono>
 #include <map>
@@ -50,7 +51,7 @@ private:
     struct Player {
         std::string key;
         Res out; // the /ace/r/ response while a player reads
-        std::uint64_t bytes = 0, pieces = 0, skipped = 0;
+        std::uint64_t pieces = 0, skipped = 0;
         clock::time_point last_seen = clock::now();
     };
     struct Session {
@@ -76,7 +77,7 @@ private:
     core::Logger log_;
     std::map<std::string, Session> sessions_; // by hex id
     std::uint64_t players_total_ = 0;
-    uv_timer_t *tick_ = nullptr;
+    net::UvHandle<uv_timer_t> tick_;
 };
 
 } // namespace openace::streamer

@@ -76,6 +76,15 @@ void Candidates::closed(const PeerConnection &c, bool before_handshake)
     }
 }
 
+void abandon_connections(TransportContext &ctx, const std::set<PeerConnection *> &conns, const std::string &why)
+{
+    for (PeerConnection *c : conns) {
+        c->set_handler(nullptr);
+        c->close(why);
+        --ctx.connections;
+    }
+}
+
 PeerAddress listen_address(const PeerConnection &c)
 {
     if (!c.outgoing() && c.state.got_ext && c.state.ext.listen_port)

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 namespace openace::transport {
@@ -60,6 +61,10 @@ private:
     std::chrono::milliseconds backoff_;
     std::map<PeerAddress, Entry> map_;
 };
+
+// A session going away: closes its connections without calling it back
+// (each loses its handler first) and gives their slots back to ctx.
+void abandon_connections(TransportContext &ctx, const std::set<PeerConnection *> &conns, const std::string &why);
 
 // The address a peer listens on: the connected address of an outgoing
 // connection, or an incoming peer's address with the listen port from its

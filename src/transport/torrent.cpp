@@ -74,11 +74,7 @@ Torrent::~Torrent()
         conns.insert(c);
     peers_.clear();
     connecting_.clear();
-    for (PeerConnection *c : conns) {
-        c->set_handler(nullptr);
-        c->close("torrent closed");
-        --ctx_.connections;
-    }
+    abandon_connections(ctx_, conns, "torrent closed");
 }
 
 void Torrent::set_metadata(Metainfo m, std::unique_ptr<Storage> storage, bool have_all)
