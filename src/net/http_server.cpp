@@ -196,6 +196,11 @@ std::optional<std::string> HttpRequest::param(std::string_view name) const
     return query_value(query, name);
 }
 
+bool HttpRequest::from_loopback() const
+{
+    return peer_ip.rfind("127.", 0) == 0 || peer_ip == "::1" || peer_ip.rfind("::ffff:127.", 0) == 0;
+}
+
 namespace detail {
 
 struct HttpServerCore {
@@ -264,7 +269,8 @@ public:
 
     // HttpResponse calls these; the response is current_.
     void respond(HttpResponse &r, int status, std::string_view ctype, std::string body, const HttpHeaders &extra);
-    void begin_stream(HttpResponse &r, int status, std::string_view ctype, const HttpHeaders &extra);
+    void begin_stream(HttpResponse &r, int status, std::string_view ctype, const HttpHeaders &extra,
+                      std::optional<size_t> length);
     bool write_body(HttpResponse &r, std::string_view data);
     void end_stream(HttpResponse &r);
     void response_destroyed(HttpResponse &r);
@@ -849,12 +855,13 @@ void HttpConnection::respond(HttpResponse &r, int status, std::string_view ctype
     finish_exchange(keep);
 }
 
-void HttpConnection::begin_stream(HttpResponse &r, int status, std::string_view ctype, const HttpHeaders &extra)
+void HttpConnection::begin_stream(HttpResponse &r, int status, std::string_view ctype, const HttpHeaders &extra,
+                                  std::optional<size_t> length)
 {
     bool keep = keep_alive_for(r.req_, extra);
     bool bodyless = bodyless_status(status) || r.req_.method == "HEAD";
     bool chunked = false;
-    if (!bodyless) {
+    if (!bodyless && !length) {
         if (r.req_.http_minor >= 1)
             chunked = true;
         else
@@ -864,7 +871,7 @@ void HttpConnection::begin_stream(HttpResponse &r, int status, std::string_view 
     r.bodyless_ = bodyless;
     r.keep_alive_ = keep;
     srv_.count_status(status);
-    write_raw(build_head(status, ctype, extra, std::nullopt, chunked, keep));
+    write_raw(build_head(status, ctype, extra, bodyless_status(status) ? std::nullopt : length, chunked, keep));
 }
 
 bool HttpConnection::write_body(HttpResponse &r, std::string_view data)
@@ -1211,7 +1218,18 @@ void HttpResponse::begin_chunked(int status, std::string_view content_type, cons
     if (!conn_)
         return;
     auto self = weak_from_this().lock();
-    conn_->begin_stream(*this, status, content_type, extra);
+    conn_->begin_stream(*this, status, content_type, extra, std::nullopt);
+}
+
+void HttpResponse::begin_sized(int status, std::string_view content_type, size_t length, const HttpHeaders &extra)
+{
+    if (started_)
+        return;
+    started_ = true;
+    if (!conn_)
+        return;
+    auto self = weak_from_this().lock();
+    conn_->begin_stream(*this, status, content_type, extra, length);
 }
 
 bool HttpResponse::write(std::string_view data)

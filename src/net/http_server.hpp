@@ -65,6 +65,8 @@ struct HttpRequest {
     const std::string *header(std::string_view lname) const;
     // First query value with that name.
     std::optional<std::string> param(std::string_view name) const;
+    // The client is on this machine (127.0.0.0/8, ::1, ::ffff:127.x).
+    bool from_loopback() const;
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
@@ -102,6 +104,11 @@ public:
     // already queued) the connection is closed (on_close fires) and false is
     // returned: watch pending_bytes() and wait for on_drain instead.
     bool write(std::string_view data);
+    // Starts a streamed body of exactly `length` bytes (Content-Length; no
+    // chunk framing), for files and byte ranges: write() the bytes, then
+    // end().  Writing more or fewer than `length` is the caller's bug (the
+    // client sees a broken response).  HEAD gets the headers only.
+    void begin_sized(int status, std::string_view content_type, size_t length, const HttpHeaders &extra = {});
     // Last chunk.  A keep-alive connection then serves its next request.
     void end();
 
