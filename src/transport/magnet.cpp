@@ -68,6 +68,15 @@ bool iequal_prefix(std::string_view s, std::string_view prefix)
 
 } // namespace
 
+std::optional<InfoHash> parse_infohash(std::string_view text)
+{
+    if (text.size() == 40)
+        return parse_hex(text);
+    if (text.size() == 32)
+        return parse_base32(text);
+    return std::nullopt;
+}
+
 Magnet parse_magnet(std::string_view uri)
 {
     if (!iequal_prefix(uri, "magnet:"))
@@ -101,11 +110,7 @@ Magnet parse_magnet(std::string_view uri)
                 continue;
             if (iequal_prefix(val, "urn:btih:")) {
                 std::string_view h = std::string_view(val).substr(9);
-                std::optional<InfoHash> ih;
-                if (h.size() == 40)
-                    ih = parse_hex(h);
-                else if (h.size() == 32)
-                    ih = parse_base32(h);
+                std::optional<InfoHash> ih = parse_infohash(h);
                 if (ih) {
                     m.infohash = *ih;
                     have_xt = true;

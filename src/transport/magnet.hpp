@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,10 @@ struct Magnet {
 // escape is malformed, or no valid urn:btih: xt is present.  Unknown
 // parameters (and urn:btmh: v2 xt values) are ignored.
 Magnet parse_magnet(std::string_view uri);
+
+// An infohash as text: 40 hex digits or 32 base32 characters (either
+// case); nullopt otherwise.
+std::optional<InfoHash> parse_infohash(std::string_view text);
 
 // "magnet:?xt=urn:btih:<hex>&dn=<name>&tr=<t1>&tr=<t2>" (dn omitted when
 // empty); dn and tr are percent-encoded.
