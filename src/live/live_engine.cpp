@@ -150,6 +150,14 @@ LiveSwarm &LiveEngine::acquire(const ContentId &id)
     return *it->second.swarm;
 }
 
+std::optional<ContentId> LiveEngine::job_content_id(std::int64_t job_id) const
+{
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end() || !it->second->swarm())
+        return std::nullopt;
+    return it->second->swarm()->content_id();
+}
+
 void LiveEngine::release(const ContentId &id)
 {
     auto it = swarms_.find(id);

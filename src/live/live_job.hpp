@@ -32,6 +32,8 @@ public:
     virtual void start() = 0;
     void cancel();
     virtual nlohmann::json status() const = 0;
+    // The swarm the job plays or broadcasts, once it started (null before).
+    const LiveSwarm *swarm() const noexcept { return swarm_; }
 
 protected:
     // Acquires the session of `id` and listens to its chat (once).

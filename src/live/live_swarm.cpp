@@ -124,6 +124,16 @@ std::optional<std::uint64_t> LiveSwarm::newest() const
     return std::nullopt;
 }
 
+LiveSwarm::PieceRef LiveSwarm::piece(std::uint64_t seq) const
+{
+    return window_ ? window_->get(seq) : nullptr;
+}
+
+std::optional<std::uint64_t> LiveSwarm::oldest() const
+{
+    return window_ ? window_->oldest() : std::nullopt;
+}
+
 // ------------------------------------------------------------ lifecycle
 
 void LiveSwarm::add_trackers(const std::vector<std::string> &urls)
@@ -667,16 +677,22 @@ void LiveSwarm::unsubscribe(int id)
 
 void LiveSwarm::try_join(clock::time_point now)
 {
-    if (position_ || subscribers_.empty() || source_ || !head_ || !window_)
-        return;
-    // Wait briefly for heads from several peers (the newest one wins, and
-    // their haves spread the first requests beyond the broadcaster).
-    if (head_senders_.size() < 3 && now - first_head_ < kJoinWait)
+    if (position_ || subscribers_.empty() || !head_ || !window_)
         return;
     const double piece = descriptor_->piece_duration;
     const auto behind = static_cast<std::uint64_t>(std::llround(ctx_.config->live.join_delay / piece));
     std::uint64_t start = head_->sequence > behind ? head_->sequence - behind : 0;
     start = std::max(start, window_->floor());
+    if (source_) { // a player of this engine's own broadcast: from the window, at once
+        position_ = std::max(start, window_->oldest().value_or(start));
+        waiting_since_ = now;
+        deliver();
+        return;
+    }
+    // Wait briefly for heads from several peers (the newest one wins, and
+    // their haves spread the first requests beyond the broadcaster).
+    if (head_senders_.size() < 3 && now - first_head_ < kJoinWait)
+        return;
     // Not before the first piece any peer offers (a young broadcast).
     auto offered = [&](std::uint64_t seq) {
         return std::any_of(peers_.begin(), peers_.end(), [&](const auto &e) { return e.second.have.contains(seq); });
@@ -950,9 +966,11 @@ void LiveSwarm::fast_tick()
     std::sort(waiting.begin(), waiting.end(), [](const Peer *a, const Peer *b) { return a->head > b->head; });
     for (Peer *p : waiting)
         serve_uploads(*p);
-    if (source_ || !window_)
+    if (!window_)
         return;
     try_join(now);
+    if (source_)
+        return; // the broadcaster's own players read its window; it requests nothing
     if (position_)
         known_since_.erase(known_since_.begin(), known_since_.lower_bound(*position_));
     pick(now);

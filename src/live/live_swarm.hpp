@@ -113,6 +113,10 @@ public:
     const ContentId &content_id() const noexcept { return id_; }
     std::size_t peer_count() const noexcept { return peers_.size(); }
     std::optional<std::uint64_t> newest() const;
+    // A verified piece still in the window (null when not held), and the
+    // oldest one held.
+    PieceRef piece(std::uint64_t seq) const;
+    std::optional<std::uint64_t> oldest() const;
     std::optional<std::uint64_t> position() const noexcept { return position_; }
     std::uint64_t uploaded() const noexcept { return uploaded_; }
     std::uint64_t downloaded() const noexcept { return downloaded_; }

@@ -17,14 +17,19 @@ namespace openace::media {
 void validate_segment_job(const nlohmann::json &spec)
 {
     // {"type":"segment","input":str,"output_dir":str,"segment_duration":n>0,
-    //  "format":str?,"realtime":bool?,"loop":bool?,"priority":int?}
+    //  "format":str?,"realtime":bool?,"loop":bool?,"progressive":bool?,"priority":int?}
     if (!spec.is_object())
         throw_error(Errc::JOB, "job", "validate", "a segment job must be a JSON object");
     for (auto &[key, value] : spec.items()) {
         if (fields::check_common(key, value))
             continue;
+        if (key == "progressive") {
+            if (!value.is_boolean())
+                fields::bad(key, fmt::format("expected a boolean, got {}", value.type_name()));
+            continue;
+        }
         fields::bad(key, "unknown field for a segment job (known: type, input, output_dir, segment_duration, "
-                       "format, realtime, loop, priority)");
+                       "format, realtime, loop, progressive, priority)");
     }
     if (!spec.contains("input"))
         fields::bad("input", "missing (the file, URL or lavfi graph to segment)");
@@ -76,7 +81,8 @@ nlohmann::json segment(const nlohmann::json &spec, MediaJobContext &ctx)
 
     std::optional<VodWriter> vod;
     if (!feed)
-        vod.emplace(VodWriter::Options{out_dir, "index.m3u8", "segment_", seg, false, false});
+        vod.emplace(VodWriter::Options{out_dir, "index.m3u8", "segment_", seg,
+                                       spec.value("progressive", false), false});
 
     using clock = std::chrono::steady_clock;
     auto last_progress = clock::now();

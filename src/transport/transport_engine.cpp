@@ -352,6 +352,17 @@ size_t TransportEngine::memory_bytes() const
     return n;
 }
 
+TransportEngine::Totals TransportEngine::totals() const
+{
+    Totals t;
+    for (auto &[ih, e] : torrents_) {
+        t.peers += e.torrent->peer_count();
+        t.download_rate += e.torrent->download_rate();
+        t.upload_rate += e.torrent->upload_rate();
+    }
+    return t;
+}
+
 nlohmann::json TransportEngine::details() const
 {
     nlohmann::json torrents = nlohmann::json::array();

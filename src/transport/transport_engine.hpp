@@ -54,6 +54,12 @@ public:
     // Every acquire is paired with a release; the last release stops it.
     Torrent &acquire(const InfoHash &ih, const std::string &name_hint);
     void release(const InfoHash &ih);
+    // Peers and rates (bytes/s) of every torrent session together.
+    struct Totals {
+        std::size_t peers = 0;
+        double download_rate = 0, upload_rate = 0;
+    };
+    Totals totals() const;
     // The disk cache, opened on first use; throws Error(IO) naming the dir.
     DiskCache &cache();
     TransportContext &context() noexcept { return tctx_; }
