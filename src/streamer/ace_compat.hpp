@@ -4,9 +4,20 @@
 // our own version in a separate field.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
+#include <string>
+
 namespace openace::streamer {
 
 inline constexpr const char *kAceApiVersion = "3.1.70";
 inline constexpr int kAceApiVersionCode = 3017000;
+
+// JSON text of an answer that may quote client input or torrent names:
+// invalid UTF-8 becomes U+FFFD instead of an exception.
+inline std::string json_text(const nlohmann::json &j)
+{
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 } // namespace openace::streamer
