@@ -165,6 +165,7 @@ std::string log_format(const std::string &v)
 std::string host_port_error(std::string_view s, HostPort *out);
 
 std::string host_port(const std::string &v) { return host_port_error(v, nullptr); }
+std::string host_port_or_off(const std::string &v) { return v.empty() ? std::string() : host_port(v); }
 
 // The token travels in HTTP headers and URLs.
 std::string api_token(const std::string &v)
@@ -214,6 +215,7 @@ constexpr int64_t kMiB = 1 << 20;
 const Field kFields[] = {
     OA_FIELD(engine, log_level, level_name),
     OA_FIELD(engine, http_address, host_port),
+    OA_FIELD(engine, tcp_api_address, host_port_or_off),
     OA_FIELD(engine, max_peers, (int_range<1, 100000>)),
     OA_FIELD(engine, state_dir, any),
     OA_FIELD(engine, allow_remote_access, any),

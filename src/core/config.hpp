@@ -19,6 +19,7 @@ namespace openace::core {
 struct EngineSection {
     std::string log_level = "info";
     std::string http_address = "127.0.0.1:6878";
+    std::string tcp_api_address = "127.0.0.1:62062"; // the old TCP API; "" = off
     int max_peers = 50;
     // Default: $XDG_STATE_HOME/openace, else $HOME/.local/state/openace, else
     // the passwd home directory; empty only when no home directory exists.

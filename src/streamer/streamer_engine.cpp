@@ -7,6 +7,8 @@
 #include "transport/transport_engine.hpp"
 #include "streamer/ace_compat.hpp"
 #include "streamer/metrics.hpp"
+#include "streamer/server_api.hpp"
+#include "streamer/tcp_api.hpp"
 
 #include <chrono>
 #include <random>
@@ -25,11 +27,6 @@ std::string random_token()
     for (int i = 0; i < 4; ++i)
         s += fmt::format("{:016x}", (uint64_t(rd()) << 32) | rd());
     return s;
-}
-
-bool is_loopback(const std::string &ip)
-{
-    return ip.rfind("127.", 0) == 0 || ip == "::1" || ip.rfind("::ffff:127.", 0) == 0;
 }
 
 } // namespace
@@ -99,10 +96,15 @@ void StreamerEngine::on_start()
     });
     route("/api/logs", [this](auto &req, auto &res) { api_logs(req, res); });
     playback_ = std::make_unique<Playback>(ctx_, log_);
-    route("/ace/getstream", [this](auto &req, auto &res) { playback_->getstream(req, res, "http://" + address()); });
+    route("/ace/getstream", [this](auto &req, auto &res) { playback_->getstream(req, res, false); });
+    route("/ace/manifest.m3u8", [this](auto &req, auto &res) { playback_->getstream(req, res, true); });
     route("/ace/r/", [this](auto &req, auto &res) { playback_->stream(req, res); }, true);
+    route("/ace/m/", [this](auto &req, auto &res) { playback_->playlist(req, res); }, true);
+    route("/ace/c/", [this](auto &req, auto &res) { playback_->segment(req, res); }, true);
     route("/ace/stat/", [this](auto &req, auto &res) { playback_->stat(req, res); }, true);
     route("/ace/cmd/", [this](auto &req, auto &res) { playback_->cmd(req, res); }, true);
+    route("/hls/manifest.m3u8", [this](auto &req, auto &res) { playback_->hls_source(req, res); });
+    route("/server/api", [this](auto &req, auto &res) { server_api(ctx_, *playback_, token_, req, res); });
     auto *transport = dynamic_cast<transport::TransportEngine *>(ctx_.manager->find("transport"));
     if (transport && transport->embedded_tracker())
         transport->embedded_tracker()->install(*server_);
@@ -117,12 +119,69 @@ void StreamerEngine::on_start()
         throw;
     }
     log_.info("HTTP API listening on http://{}", server_->address());
+    playback_->set_base("http://" + server_->address());
+    start_tcp_api();
     if (transport && transport->embedded_tracker())
         transport->set_embedded_tracker_url("http://" + server_->address() + "/announce");
 }
 
+void StreamerEngine::start_tcp_api()
+{
+    const std::string &addr = ctx_.config->engine.tcp_api_address;
+    if (addr.empty())
+        return;
+    auto hp = core::parse_host_port(addr, "engine.tcp_api_address");
+    TcpApiHooks hooks;
+    hooks.start = [this](const TcpApiHooks::Params &p, bool hls, TcpApiHooks::Done done) {
+        if (playback_)
+            playback_->start(p, hls, std::move(done));
+        else
+            done(nullptr, "the engine is stopping");
+    };
+    // The hooks outlive nothing: the TCP API closes before the playback,
+    // but a client's last stop may come from its close callback.
+    hooks.stat = [this](const std::string &id, const std::string &key) {
+        return playback_ ? playback_->stat_of(id, key) : nlohmann::json(nullptr);
+    };
+    hooks.stop = [this](const std::string &id, const std::string &key) {
+        if (playback_)
+            playback_->stop(id, key);
+    };
+    hooks.media_files = [this](const TcpApiHooks::Params &p, TcpApiHooks::Done done) {
+        if (playback_)
+            playback_->media_files(p, std::move(done));
+        else
+            done(nullptr, "the engine is stopping");
+    };
+    hooks.liveseek = [this](const std::string &id, const std::string &key, const std::string &pos) {
+        return playback_ ? playback_->liveseek(id, key, pos) : std::string("the engine is stopping");
+    };
+    hooks.http_port = server_->port();
+    auto api = std::make_unique<TcpApi>(ctx_.loop, core::Logger(*ctx_.log, "tcp api"), std::move(hooks));
+    try {
+        api->listen(hp.host, hp.port);
+    } catch (const Error &e) {
+        // Port 62062 is often taken (an Ace Stream engine, a second OpenAce):
+        // the HTTP API is the main one, the engine runs on without this.
+        log_.warn("TCP API off: {}", e.what());
+        auto *raw = api.release();
+        raw->close([raw] { delete raw; });
+        return;
+    }
+    tcp_api_ = std::move(api);
+}
+
+std::uint16_t StreamerEngine::tcp_api_port() const
+{
+    return tcp_api_ && running() ? tcp_api_->port() : 0;
+}
+
 void StreamerEngine::on_stop(std::function<void()> done)
 {
+    if (tcp_api_) { // its clients' sessions end with the playback below
+        auto *raw = tcp_api_.release();
+        raw->close([raw] { delete raw; });
+    }
     playback_.reset(); // ends every stream and gives the sessions back
     if (!server_) {
         done();
@@ -146,7 +205,7 @@ void StreamerEngine::route(const std::string &path,
         } catch (const Error &e) {
             ok = false;
             res->send(e.code() == Errc::INVAL ? 400 : 500, kJson,
-                      nlohmann::json{{"error", e.what()}}.dump());
+                      json_text(nlohmann::json{{"error", e.what()}}));
         }
         record_operation(ok, std::chrono::duration<double, std::milli>(
                                  std::chrono::steady_clock::now() - t0)
@@ -160,7 +219,7 @@ bool StreamerEngine::allow(const net::HttpRequest &req, net::HttpResponse &res)
         res.send(503, kJson, R"({"error":"the streamer engine is paused"})", {{"Retry-After", "5"}});
         return false;
     }
-    if (is_loopback(req.peer_ip))
+    if (req.from_loopback())
         return true;
     // The embedded tracker is for peers anywhere (transport.embedded_tracker).
     if (req.path == "/announce" && ctx_.config->transport.embedded_tracker)
@@ -175,11 +234,10 @@ bool StreamerEngine::allow(const net::HttpRequest &req, net::HttpResponse &res)
     ++denied_;
     log_.warn("deny access from {} to {}", req.peer_ip, req.path);
     res.send(403, kJson,
-             nlohmann::json{{"error", fmt::format("access denied for {}: remote clients need "
+             json_text(nlohmann::json{{"error", fmt::format("access denied for {}: remote clients need "
                                                   "engine.allow_remote_access = true and the API "
                                                   "token",
-                                                  req.peer_ip)}}
-                 .dump());
+                                                  req.peer_ip)}}));
     return false;
 }
 
@@ -211,10 +269,10 @@ void StreamerEngine::service_api(const net::HttpRequest &req, const Res &res)
                       R"({"result":null,"error":"parameter 'callback' must be a JavaScript identifier"})");
             return;
         }
-        res->send(status, "application/javascript", cb + "(" + body.dump() + ");");
+        res->send(status, "application/javascript", cb + "(" + json_text(body) + ");");
         return;
     }
-    res->send(status, kJson, body.dump());
+    res->send(status, kJson, json_text(body));
 }
 
 void StreamerEngine::api_logs(const net::HttpRequest &req, const Res &res)
@@ -223,7 +281,7 @@ void StreamerEngine::api_logs(const net::HttpRequest &req, const Res &res)
     try {
         filter = core::parse_log_filter(req.query);
     } catch (const Error &e) {
-        res->send(400, kJson, nlohmann::json{{"error", e.detail()}}.dump());
+        res->send(400, kJson, json_text(nlohmann::json{{"error", e.detail()}}));
         return;
     }
     res->send(200, kJson, core::query_logs(*ctx_.log, filter).dump(2));

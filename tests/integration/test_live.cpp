@@ -438,3 +438,91 @@ TEST_CASE("live: players read a live stream through the Ace Stream HTTP API, fiv
     std::this_thread::sleep_for(std::chrono::milliseconds(4500));
     CHECK(json::parse(testhttp::get(api, idle_stat).body)["error"] == "unknown playback session id");
 }
+
+TEST_CASE("live: the Ace API serves a live stream as HLS and liveseek moves a player back in the window")
+{
+    testdir::TempDir tmp("live-hls");
+    REQUIRE(!tmp.path.empty());
+    Broadcaster b;
+    b.start(tmp.path + "/b");
+    json cfg = json::parse(live_config(tmp.path + "/v"));
+    cfg["transport"]["peers"] = {b.peer()};
+    Engine viewer(cfg.dump());
+    const std::string api = viewer.http_address();
+    const std::string id = b.id();
+
+    // The playlist waits for its first segments, then slides (RFC 8216).
+    auto redirect = testhttp::get(api, "/ace/manifest.m3u8?id=" + id + "&pid=hls-1");
+    REQUIRE(redirect.status == 302);
+    const std::string m3u8 = redirect.headers["location"];
+    CHECK(m3u8.rfind("/ace/m/" + id + "/", 0) == 0);
+    auto pl = testhttp::get(api, m3u8);
+    INFO(pl.body);
+    REQUIRE(pl.status == 200);
+    CHECK(pl.headers["content-type"] == "application/vnd.apple.mpegurl");
+    CHECK(pl.body.rfind("#EXTM3U\n", 0) == 0);
+    CHECK(pl.body.find("#EXT-X-TARGETDURATION:") != std::string::npos);
+    CHECK(pl.body.find("#EXT-X-ENDLIST") == std::string::npos);
+    const auto uri_at = pl.body.find("/ace/c/" + id + "/");
+    REQUIRE(uri_at != std::string::npos);
+    const std::string seg_uri = pl.body.substr(uri_at, pl.body.find('\n', uri_at) - uri_at);
+    auto seg = testhttp::get(api, seg_uri);
+    CHECK(seg.status == 200);
+    CHECK(seg.headers["content-type"] == "video/mp2t");
+    REQUIRE(!seg.body.empty());
+    CHECK(seg.body.size() % 188 == 0);
+    CHECK(seg.body[0] == 0x47);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    auto later = testhttp::get(api, m3u8);
+    CHECK(later.body != pl.body); // newer segments came
+    CHECK(testhttp::get(api, "/ace/c/" + id + "/99999999.ts").status == 404);
+
+    // FFmpeg plays the HLS URL as a player would.
+    auto hls = testcmd::run("ffmpeg -nostdin -v error -t 3 -i 'http://" + api + "/ace/manifest.m3u8?id=" + id +
+                                "' -f null -",
+                            60, true);
+    INFO(hls.out);
+    CHECK(hls.code == 0);
+
+    // liveseek: a progressive reader asks for the start of the window and
+    // gets those pieces at once, well faster than real time.
+    json s = json::parse(testhttp::get(api, "/ace/getstream?id=" + id + "&format=json&pid=seek").body)["response"];
+    const std::string prefix = "http://" + api;
+    const std::string r_path = s["playback_url"].get<std::string>().substr(prefix.size());
+    const std::string stat = s["stat_url"].get<std::string>().substr(prefix.size());
+    const std::string cmd = s["command_url"].get<std::string>().substr(prefix.size());
+    int fd = testhttp::connect_to(api, 1);
+    testhttp::send_all(fd, "GET " + r_path + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto read_for = [&](double seconds) {
+        std::size_t got = 0;
+        char buf[65536];
+        auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+        while (std::chrono::steady_clock::now() < end) {
+            ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n > 0)
+                got += static_cast<std::size_t>(n);
+            else if (n == 0)
+                break;
+        }
+        return got;
+    };
+    const std::size_t live_rate = read_for(3.0) / 3; // bytes a second at the live edge
+    REQUIRE(live_rate > 0);
+    json livepos = json::parse(testhttp::get(api, stat).body)["response"]["livepos"];
+    INFO(livepos.dump());
+    REQUIRE(livepos["live_first"].is_string());
+    const std::uint64_t first = std::stoull(livepos["live_first"].get<std::string>());
+    const std::uint64_t last = std::stoull(livepos["live_last"].get<std::string>());
+    REQUIRE(last >= first + 4);
+    auto ok = testhttp::get(api, cmd + "?method=liveseek&pos=" + std::to_string(first));
+    CHECK(json::parse(ok.body) == json::parse(R"({"response":"ok","error":null})"));
+    const std::size_t after = read_for(1.0);
+    CHECK(after > 3 * live_rate); // several seconds of the window arrived within one
+    ::close(fd);
+    auto outside = testhttp::get(api, cmd + "?method=liveseek&pos=" + std::to_string(last + 100000));
+    CHECK(outside.status == 400);
+    CHECK(outside.body.find("pos") != std::string::npos);
+    auto garbage = testhttp::get(api, cmd + "?method=liveseek&pos=abc");
+    CHECK(garbage.status == 400);
+    CHECK(testhttp::get(api, cmd + "?method=dance").status == 400);
+}
