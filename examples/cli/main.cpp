@@ -227,6 +227,35 @@ int serve(openace::Engine &engine, bool json)
     return 0;
 }
 
+// `openace demo` (scripts/run): this engine broadcasts a lavfi test
+// channel and serves the API; players open the printed URLs.
+int demo(openace::Engine &engine, bool json)
+{
+    nlohmann::json job = {{"type", "broadcast"},
+                          {"source", "lavfi:testsrc2=size=640x360:rate=25[out0];"
+                                     "sine=frequency=440:beep_factor=4:sample_rate=48000[out1]"},
+                          {"name", "OpenAce test channel"}};
+    bool announced = false;
+    auto show = [&](const nlohmann::json &p) {
+        if (announced || json)
+            return;
+        announced = true;
+        const std::string base = "http://" + engine.http_address();
+        const std::string id = p.value("content_id", "");
+        std::cout << "OpenAce demo: a live test channel broadcast by this engine (Ctrl-C to stop)\n"
+                  << "  link          " << p.value("link", "") << "\n"
+                  << "  VLC, mpv      " << base << "/ace/getstream?id=" << id << "\n"
+                  << "  HLS           " << base << "/ace/manifest.m3u8?id=" << id
+                  << "   (Safari, or any hls.js page in a browser)\n"
+                  << "  Acexy (JSON)  " << base << "/ace/getstream?id=" << id << "&format=json\n"
+                  << "  engine status " << base << "/server/api?method=get_status\n"
+                  << "  another engine joins with: openace play " << p.value("link", "")
+                  << " --peer 127.0.0.1:" << p.value("listen_port", 0) << " --state-dir DIR -o out.ts\n"
+                  << std::flush;
+    };
+    return run_engine_job(engine, job.dump(), json, !json, show);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -247,6 +276,8 @@ int main(int argc, char **argv)
 
     auto *serve_cmd = app.add_subcommand("serve", "Run the engine and its HTTP API until SIGINT/SIGTERM");
     auto *probe_cmd = app.add_subcommand("probe", "Print version, build, FFmpeg and hardware facts");
+    auto *demo_cmd = app.add_subcommand(
+        "demo", "Broadcast a built-in live test channel and serve the Ace Stream API: prints the links to play");
 
     struct {
         std::string input, output_dir, ladder, format;
@@ -336,14 +367,19 @@ int main(int argc, char **argv)
     // One-shot commands need no API port: never collide with a running
     // `openace serve`.
     // (Unless an address was asked for: `seed` may serve the embedded tracker.)
-    if (!*serve_cmd && cfg.engine.http_address == openace::core::default_config().engine.http_address)
+    const bool serves = *serve_cmd || *demo_cmd;
+    if (!serves && cfg.engine.http_address == openace::core::default_config().engine.http_address)
         cfg.engine.http_address = "127.0.0.1:0";
+    if (!serves && cfg.engine.tcp_api_address == openace::core::default_config().engine.tcp_api_address)
+        cfg.engine.tcp_api_address = "";
     try {
         openace::Engine engine(openace::core::to_json(cfg, false).dump());
         if (*serve_cmd)
             return serve(engine, o.json);
         if (*probe_cmd)
             return run_engine_job(engine, R"({"type":"probe"})", o.json);
+        if (*demo_cmd)
+            return demo(engine, o.json);
         if (*segment_cmd) {
             nlohmann::json job = {{"input", seg.input}, {"output_dir", seg.output_dir}};
             if (seg.ladder.empty()) {

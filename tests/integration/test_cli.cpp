@@ -107,3 +107,40 @@ TEST_CASE("cli: serve prints its address, answers HTTP without loading FFmpeg an
     // Serving the API never maps FFmpeg: the media module loads on first use.
     CHECK(res.find("ffmpeg_maps=0") != std::string::npos);
 }
+
+TEST_CASE("cli: demo broadcasts a test channel whose printed URLs ffprobe plays, and stops on SIGTERM")
+{
+    std::string dir = "/tmp/openace-cli-demo-" + std::to_string(::getpid());
+    std::string out = dir + ".out";
+    // scripts/run runs `openace demo`; here on free ports and its own state dir.
+    std::string script = "rm -rf " + dir + "\n" + std::string(OPENACE_CLI_PATH) + " demo --state-dir " + dir +
+                         " --listen-port 0 --set engine.http_address=127.0.0.1:0"
+                         " --set engine.tcp_api_address= --set logging.console=false > " + out + " 2>&1 &\n"
+                         "pid=$!\n"
+                         "for i in $(seq 1 300); do grep -q 'VLC, mpv' " + out + " && break; sleep 0.1; done\n"
+                         "cat " + out + "\n"
+                         "url=$(grep -o 'http://[0-9.:]*/ace/getstream?id=[0-9a-f]*' " + out + " | head -1)\n"
+                         "hls=$(grep -o 'http://[0-9.:]*/ace/manifest.m3u8?id=[0-9a-f]*' " + out + " | head -1)\n"
+                         "echo \"codecs=$(timeout 30 ffprobe -v error -show_entries stream=codec_name -of csv=p=0 \"$url\""
+                         " | grep . | sort -u | tr '\\n' ,)\"\n"
+                         "echo \"hls=$(timeout 30 ffprobe -v error -show_entries stream=codec_name -of csv=p=0 \"$hls\""
+                         " | grep . | sort -u | tr '\\n' ,)\"\n"
+                         "kill -TERM $pid\n"
+                         "wait $pid\n"
+                         "echo \"exit=$?\"\n"
+                         "rm -rf " + dir + " " + out + "\n";
+    auto path = write_temp("demo.sh", script);
+    FILE *p = ::popen(("timeout 120 bash " + path).c_str(), "r");
+    REQUIRE(p);
+    std::string res;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        res.append(buf, n);
+    ::pclose(p);
+    INFO(res);
+    CHECK(res.find("link          acestream://") != std::string::npos);
+    CHECK(res.find("codecs=aac,h264,") != std::string::npos);
+    CHECK(res.find("hls=aac,h264,") != std::string::npos);
+    CHECK(res.find("exit=0") != std::string::npos);
+}
