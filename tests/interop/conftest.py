@@ -9,6 +9,7 @@ Tests needing a missing tool skip with the reason (see peers.requires).
 The openace binary is $OPENACE_CLI, else build/openace.
 """
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
@@ -26,6 +27,26 @@ MULTI_FILE_SPEC: Dict[str, int] = {
     "readme.txt": 1,
     "empty.bin": 0,
 }
+
+
+@pytest.fixture(autouse=True)
+def time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails (not hangs) a test that runs longer than its module's TEST_LIMIT
+    seconds (modules without one have no limit)."""
+    limit = int(getattr(request.module, "TEST_LIMIT", 0))
+    if limit <= 0:
+        yield
+        return
+
+    def expired(*_: Any) -> None:
+        raise peers.HarnessTimeout(f"test ran over its {limit} s limit")
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(limit)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="session")

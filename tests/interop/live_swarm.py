@@ -22,12 +22,14 @@ every error line).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -411,6 +413,47 @@ class LiveViewer(LiveProc):
 
     def output_bytes(self) -> int:
         return self.output_path.stat().st_size if self.output_path.is_file() else 0
+
+
+class AceEngine(LiveProc):
+    """`openace serve --json` with the HTTP API and the TCP API on free ports
+    of 127.0.0.1 (the viewer side of the Ace Stream API tests).
+
+    Its first stdout line is {"event":"listening","http":"http://..."};
+    ``base`` is that URL, ``tcp_port`` the TCP API's port. peers_: the
+    --peer list; sets: more --set KEY=VALUE."""
+
+    kind = "engine"
+
+    def __init__(self, peers_: Sequence[Peer], workdir: Optional[PathLike] = None,
+                 sets: Optional[Mapping[str, Any]] = None, timeout: float = 15.0) -> None:
+        self.http_port, self.tcp_port = free_port(), free_port()
+        all_sets = {"engine.http_address": f"{LOCALHOST}:{self.http_port}",
+                    "engine.tcp_api_address": f"{LOCALHOST}:{self.tcp_port}", **(sets or {})}
+        super().__init__(["serve"], workdir, "openace-serve-", None, 0, peers_, all_sets, [],
+                         not_p2p_ports=[self.http_port, self.tcp_port])
+        try:
+            self.base: str = self.proc.wait_for(self._listening, timeout, "the listening event")
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _listening(line: str) -> Optional[str]:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(event, dict) and event.get("event") == "listening":
+            return str(event.get("http") or "").rstrip("/") or None
+        return None
+
+    def url(self, path: str, **params: Any) -> str:
+        query = urllib.parse.urlencode(params)
+        return f"{self.base}{path}" + (f"?{query}" if query else "")
+
+    def log(self) -> str:
+        return f"\n--- engine log tail:\n{self.output(25)}"
 
 
 def stop_all(procs: Sequence[Optional[LiveProc]], grace: float = 5.0) -> List[Optional[int]]:

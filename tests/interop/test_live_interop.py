@@ -36,11 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-import signal
 import struct
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -54,19 +53,6 @@ TEST_LIMIT = 90  # seconds, per test
 live_cli = peers.requires("openace broadcast")
 needs_ffprobe = pytest.mark.skipif(FFPROBE is None, reason="ffprobe is not installed")
 
-
-@pytest.fixture(autouse=True)
-def time_limit() -> Iterator[None]:
-    """Fails (not hangs) a test that runs longer than TEST_LIMIT seconds."""
-    def expired(*_: Any) -> None:
-        raise peers.HarnessTimeout(f"test ran over its {TEST_LIMIT} s limit")
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_LIMIT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def assert_plays(viewer: LiveViewer) -> None:
