@@ -123,8 +123,8 @@ TsChunker::TsChunker(const std::vector<StreamSpec> &streams, TsChunkerOptions op
     ctx->flags |= AVFMT_FLAG_CUSTOM_IO;
     // We flush at chunk boundaries ourselves; no flush per packet.
     ctx->flush_packets = 0;
-    // The muxer adds its own delay (1.4 s) to every timestamp; shifting
-    // them again would only warn about encoder priming (negative pts).
+    // Timestamps go out as they come (chunks of one stream must agree);
+    // priming packets before the start are dropped in add().
     ctx->avoid_negative_ts = AVFMT_AVOID_NEG_TS_DISABLED;
 
     int ref_audio = -1;
@@ -251,6 +251,13 @@ void TsChunker::write(AVPacket *pkt)
     bool starts = is_ref && (has_video_ ? key : true);
     int64_t pts90 = to_90k(pkt->pts != AV_NOPTS_VALUE ? pkt->pts : dts, t.in_tb);
 
+    if (started_ && !is_ref && pts90 < 0 && cur_start_ >= 0) {
+        // Encoder priming (AAC begins at -1024 samples): before the stream's
+        // start, and MPEG-TS would wrap it to 2^33 (players then see a
+        // timestamp reset).
+        ++dropped_;
+        return;
+    }
     if (!started_) {
         if (has_video_ && !(is_ref && key)) {
             ++dropped_; // nothing decodable before the first keyframe
