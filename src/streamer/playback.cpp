@@ -7,6 +7,7 @@
 #include "engine/sub_engine.hpp"
 #include "live/live_engine.hpp"
 #include "net/http_range.hpp"
+#include "net/url.hpp"
 #include "streamer/torrent_stream.hpp"
 #include "streamer/vod_hls.hpp"
 #include "transport/swarm_job_fields.hpp"
@@ -72,6 +73,74 @@ std::optional<std::int64_t> to_int(std::string_view s)
     if (s.empty() || ec != std::errc() || p != s.data() + s.size())
         return std::nullopt;
     return v;
+}
+
+// What a remote client (allowed only with the API token) must add to the
+// URLs it is given so that its player is let in too: "?token=…"; "" for
+// local clients.
+std::string token_query(const net::HttpRequest &req)
+{
+    auto t = req.param("token");
+    return req.from_loopback() || !t ? std::string() : "?token=" + net::percent_encode(*t);
+}
+
+// "http://<Host header>" when the request names a plausible host, so that
+// the URLs handed out work from where the client is; else "".
+std::string host_base(const net::HttpRequest &req)
+{
+    const std::string *h = req.header("host");
+    if (!h || h->empty() || h->size() > 255 ||
+        h->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") !=
+            std::string::npos)
+        return {};
+    return "http://" + *h;
+}
+
+// Rebases the URLs of a start result on `base` (when set) and appends `auth`.
+void fix_urls(nlohmann::json &r, const std::string &from, const std::string &base, const std::string &auth)
+{
+    for (const char *k : {"playback_url", "stat_url", "command_url", "event_url"}) {
+        if (!r.contains(k))
+            continue;
+        std::string url = r[k].get<std::string>();
+        if (!base.empty() && url.rfind(from, 0) == 0)
+            url = base + url.substr(from.size());
+        r[k] = url + auth;
+    }
+}
+
+// Appends `auth` to the segment URIs of a playlist.
+std::string with_token(const std::string &playlist, const std::string &auth)
+{
+    if (auth.empty())
+        return playlist;
+    std::string out;
+    out.reserve(playlist.size() + 64 * auth.size());
+    std::size_t pos = 0;
+    while (pos < playlist.size()) {
+        std::size_t eol = playlist.find('\n', pos);
+        if (eol == std::string::npos)
+            eol = playlist.size();
+        out.append(playlist, pos, eol - pos);
+        if (playlist.compare(pos, 7, "/ace/c/") == 0)
+            out += auth;
+        out += '\n';
+        pos = eol + 1;
+    }
+    return out;
+}
+
+// The answer to a start: the envelope (format=json) or a 302 to the
+// playback path (relative: the player keeps the host name it used).
+void answer_start(const Playback::Res &res, bool json, nlohmann::json r, const std::string &from)
+{
+    fix_urls(r, from, host_base(res->request()), token_query(res->request()));
+    if (json) {
+        envelope(res, 200, std::move(r));
+        return;
+    }
+    const std::string url = r["playback_url"].get<std::string>();
+    res->send(302, "application/json", "", {{"Location", url.substr(url.find("/ace/"))}});
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t)
@@ -532,19 +601,11 @@ void Playback::serve_waiting(Session &s, bool give_up_old)
 void Playback::getstream(const net::HttpRequest &req, const Res &res, bool hls)
 {
     const bool json = req.param("format").value_or("") == "json";
-    start(params_of(req.query), hls, [res, json](const nlohmann::json &r, const std::string &error) {
-        if (!error.empty()) {
+    start(params_of(req.query), hls, [this, res, json](const nlohmann::json &r, const std::string &error) {
+        if (!error.empty())
             envelope(res, error.rfind("failed to load content", 0) == 0 ? 500 : 400, nullptr, error);
-            return;
-        }
-        if (json) {
-            envelope(res, 200, r);
-            return;
-        }
-        // A relative Location keeps whatever host name the player used.
-        std::string url = r["playback_url"].get<std::string>();
-        url = url.substr(url.find("/ace/"));
-        res->send(302, kJson, "", {{"Location", url}});
+        else
+            answer_start(res, json, r, base_);
     });
 }
 
@@ -609,12 +670,13 @@ bool Playback::playlist_ready(Session &s, Player &p)
 void Playback::serve_playlist(Session &s, Player &p, const Res &res)
 {
     if (s.live) {
-        res->send(200, kM3u8, s.hls->playlist(), {{"Cache-Control", "no-cache"}});
+        res->send(200, kM3u8, with_token(s.hls->playlist(), token_query(res->request())),
+                  {{"Cache-Control", "no-cache"}});
         return;
     }
     std::string error;
     if (VodHls *vod = vod_for(s, p, error))
-        vod->serve_playlist(res);
+        vod->serve_playlist(res, token_query(res->request()));
     else
         envelope(res, 404, nullptr, error);
 }
@@ -848,12 +910,7 @@ void Playback::hls_source(const net::HttpRequest &req, const Res &res)
             }
             if (auto it = sessions_.find(hex); it != sessions_.end())
                 it->second.broadcast_job = job;
-            if (json) {
-                envelope(res, 200, r);
-                return;
-            }
-            std::string u = r["playback_url"].get<std::string>();
-            res->send(302, kJson, "", {{"Location", u.substr(u.find("/ace/"))}});
+            answer_start(res, json, r, base_);
         });
         return true;
     });

@@ -66,7 +66,7 @@ bool VodHls::ready() const
     return !ec && size > 0;
 }
 
-void VodHls::serve_playlist(const std::shared_ptr<net::HttpResponse> &res)
+void VodHls::serve_playlist(const std::shared_ptr<net::HttpResponse> &res, const std::string &suffix)
 {
     std::string text;
     if (!read_file(fs::path(dir_) / "index.m3u8", kMaxPlaylist, text) || text.empty()) {
@@ -86,7 +86,7 @@ void VodHls::serve_playlist(const std::shared_ptr<net::HttpResponse> &res)
         if (line.rfind("segment_", 0) == 0 && line.size() > 11 && line.compare(line.size() - 3, 3, ".ts") == 0) {
             std::size_t seq = 0;
             std::from_chars(line.data() + 8, line.data() + line.size() - 3, seq);
-            line = uri_prefix_ + std::to_string(seq) + ".ts";
+            line = uri_prefix_ + std::to_string(seq) + ".ts" + suffix;
             ++n;
         }
         out += line;

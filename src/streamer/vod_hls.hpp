@@ -31,9 +31,10 @@ public:
     VodHls(const VodHls &) = delete;
     VodHls &operator=(const VodHls &) = delete;
 
-    // The playlist with segment URIs rewritten to uri_prefix + "<n>.ts";
-    // 503 with Retry-After while no segment exists yet.
-    void serve_playlist(const std::shared_ptr<net::HttpResponse> &res);
+    // The playlist with segment URIs rewritten to uri_prefix + "<n>.ts" +
+    // `suffix` (a remote player's "?token=…"); 503 with Retry-After while
+    // no segment exists yet.
+    void serve_playlist(const std::shared_ptr<net::HttpResponse> &res, const std::string &suffix = {});
     // "<n>.ts": that segment's bytes, or 404.
     void serve_segment(const std::string &name, const std::shared_ptr<net::HttpResponse> &res);
     // Whether the playlist names a segment yet.

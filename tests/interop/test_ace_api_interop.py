@@ -758,3 +758,64 @@ def test_liveseek(lenv: LiveEnv) -> None:
     finally:
         reader.stop()
         request("GET", r.get("command_url", e.base + "/ace/cmd/x/y") + "?method=stop")
+
+
+# ------------------------------------------------------ 8. remote access ----
+
+def local_non_loopback_ip() -> Optional[str]:
+    """An IPv4 address of this machine outside 127/8 (connecting to it from
+    here makes the engine see a non-loopback client), or None."""
+    try:
+        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return next((a for a in out.split() if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", a)
+                 and not a.startswith("127.")), None)
+
+
+@need_live
+def test_remote_clients_need_the_token_and_their_urls_carry_it(lenv: LiveEnv, tmp_path: Path) -> None:
+    ip = local_non_loopback_ip()
+    if ip is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    token = "s3cret-token"
+    sets = {"engine.allow_remote_access": "true", "engine.api_token": token}
+    with AceEngine([lenv.broadcast.peer], tmp_path / "open2",
+                   sets={**sets, "engine.http_address": "0.0.0.0:0"}) as e:
+        port = int(e.base.rsplit(":", 1)[1])
+        remote = f"http://{ip}:{port}"
+        q = urllib.parse.urlencode({"id": lenv.cid, "format": "json"})
+        status, _, body = request("GET", f"{remote}/ace/getstream?{q}")
+        assert status == 403 and ip.encode() in body, f"no token: expected 403 naming {ip}, got {status} {body[:200]!r}"
+        status, _, body = request("GET", f"{remote}/ace/getstream?{q}&token=wrong")
+        assert status == 403, f"wrong token: expected 403, got {status}"
+        status, doc = get_json(f"{remote}/ace/getstream?{q}&token={token}")
+        assert status == 200 and doc["error"] is None, doc
+        resp = doc["response"]
+        for k in ("playback_url", "stat_url", "command_url"):
+            assert resp[k].endswith(f"?token={token}"), f"{k} lacks the token: {resp[k]}"
+        # The player follows those URLs from the remote address.
+        play = remote + resp["playback_url"][resp["playback_url"].index("/ace/"):]
+        got = players.ffmpeg_read(play, 2)
+        assert got["frames"] > 0, f"remote player decoded nothing: {got}{e.log()}"
+        stat = remote + resp["stat_url"][resp["stat_url"].index("/ace/"):]
+        status, st = get_json(stat)
+        assert status == 200 and st["error"] is None, st
+        # HLS: the playlist's segment URIs carry the token too.
+        hq = urllib.parse.urlencode({"id": lenv.cid, "token": token})
+        status, headers, _ = request("GET", f"{remote}/ace/manifest.m3u8?{hq}")
+        assert status == 302 and headers["location"].endswith(f"?token={token}"), headers
+        status, _, pl = request("GET", remote + headers["location"], timeout=40)
+        seg_lines = [ln for ln in pl.decode().splitlines() if ln.startswith("/ace/c/")]
+        assert status == 200 and seg_lines and all(ln.endswith(f"?token={token}") for ln in seg_lines), pl[:400]
+        status, _, seg = request("GET", remote + seg_lines[-1])
+        assert status == 200 and seg[:1] == b"\x47", f"segment from the remote address: {status}"
+        # get_api_access_token never answers a remote client.
+        status, _, _ = request("GET", f"{remote}/server/api?method=get_api_access_token&token={token}")
+        assert status == 403
+    # Without allow_remote_access the token does not help.
+    with AceEngine([lenv.broadcast.peer], tmp_path / "closed",
+                   sets={"engine.api_token": token, "engine.http_address": "0.0.0.0:0"}) as e:
+        port = int(e.base.rsplit(":", 1)[1])
+        status, _, body = request("GET", f"http://{ip}:{port}/ace/getstream?id={lenv.cid}&token={token}")
+        assert status == 403 and b"allow_remote_access" in body, f"{status} {body[:200]!r}"
