@@ -113,7 +113,10 @@ TEST_CASE("cli: demo broadcasts a test channel whose printed URLs ffprobe plays,
     std::string dir = "/tmp/openace-cli-demo-" + std::to_string(::getpid());
     std::string out = dir + ".out";
     // scripts/run runs `openace demo`; here on free ports and its own state dir.
-    std::string script = "rm -rf " + dir + "\n" + std::string(OPENACE_CLI_PATH) + " demo --state-dir " + dir +
+    // Under ASan: full malloc stacks, so that tests/lsan.supp can name the
+    // FFmpeg lavfi device's own leak when the engine stops mid-read.
+    std::string script = "rm -rf " + dir + "\nASAN_OPTIONS=\"${ASAN_OPTIONS}:fast_unwind_on_malloc=0\" " +
+                         std::string(OPENACE_CLI_PATH) + " demo --state-dir " + dir +
                          " --listen-port 0 --set engine.http_address=127.0.0.1:0"
                          " --set engine.tcp_api_address= --set logging.console=false > " + out + " 2>&1 &\n"
                          "pid=$!\n"
