@@ -1,6 +1,7 @@
 #include "live/broadcast_job.hpp"
 
 #include "core/error.hpp"
+#include "core/file_read.hpp"
 #include "core/sha1.hpp"
 #include "engine/job_fields.hpp"
 #include "live/ecdsa.hpp"
@@ -32,18 +33,13 @@ std::int64_t unix_ms()
 
 std::string read_small_file(const std::string &path, const char *what, std::size_t max)
 {
-    std::error_code ec;
-    auto size = fs::file_size(path, ec);
-    if (ec)
-        throw_errorf(Errc::IO, "broadcast", what, "cannot read '{}': {}", path, ec.message());
-    if (size > max)
-        throw_errorf(Errc::INVAL, "broadcast", what, "'{}' is {} bytes, over the {} byte limit", path, size, max);
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (!in && !in.eof())
-        throw_errorf(Errc::IO, "broadcast", what, "cannot read '{}'", path);
-    return ss.str();
+    std::string data;
+    const core::FileRead r = core::read_file(path, max, data);
+    if (r.status == core::FileRead::Status::Unreadable)
+        throw_errorf(Errc::IO, "broadcast", what, "cannot read '{}': {}", path, r.error);
+    if (r.status == core::FileRead::Status::TooLarge)
+        throw_errorf(Errc::INVAL, "broadcast", what, "'{}' is {} bytes, over the {} byte limit", path, r.size, max);
+    return data;
 }
 
 // Writes `data` to `path` through a temporary file and a rename.

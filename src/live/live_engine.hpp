@@ -49,8 +49,13 @@ public:
     // acquire is paired with a release; the last release stops it.
     LiveSwarm &acquire(const ContentId &id);
     void release(const ContentId &id);
-    // Whether a session of `id` exists now (a broadcast or a viewer here).
-    bool knows(const ContentId &id) const { return swarms_.count(id) != 0; }
+    // The session of `id` if one exists now (a broadcast or a viewer here),
+    // else null.  Not a reference: acquire() for that.
+    const LiveSwarm *find(const ContentId &id) const
+    {
+        auto it = swarms_.find(id);
+        return it == swarms_.end() ? nullptr : it->second.swarm.get();
+    }
     // The content id of running job `job_id` (a broadcast or live play) once
     // its session exists; nullopt otherwise.
     std::optional<ContentId> job_content_id(std::int64_t job_id) const;

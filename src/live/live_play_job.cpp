@@ -1,6 +1,7 @@
 #include "live/live_play_job.hpp"
 
 #include "core/error.hpp"
+#include "core/file_read.hpp"
 #include "core/sha1.hpp"
 #include "engine/job_fields.hpp"
 #include "live/live_engine.hpp"
@@ -33,17 +34,14 @@ std::int64_t unix_ms()
 
 std::string read_descriptor_file(const std::string &path)
 {
-    std::error_code ec;
-    auto size = std::filesystem::file_size(path, ec);
-    if (ec)
-        throw_errorf(Errc::IO, "play", "descriptor", "cannot read '{}': {}", path, ec.message());
-    if (size > kMaxDescriptorBytes)
+    std::string data;
+    const core::FileRead r = core::read_file(path, kMaxDescriptorBytes, data);
+    if (r.status == core::FileRead::Status::Unreadable)
+        throw_errorf(Errc::IO, "play", "descriptor", "cannot read '{}': {}", path, r.error);
+    if (r.status == core::FileRead::Status::TooLarge)
         throw_errorf(Errc::PARSE, "play", "descriptor", "'{}' is {} bytes: not a live descriptor (at most {})", path,
-                     size, kMaxDescriptorBytes);
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+                     r.size, kMaxDescriptorBytes);
+    return data;
 }
 
 double percentile(std::vector<double> v, double q)

@@ -1,15 +1,12 @@
 #include "streamer/content_source.hpp"
 
 #include "core/error.hpp"
+#include "core/file_read.hpp"
 #include "core/hex.hpp"
 
 #include <mbedtls/base64.h>
 
 #include <cctype>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace openace::streamer {
 
@@ -24,13 +21,11 @@ constexpr const char *kSelectors[] = {"content_id", "id", "infohash", "url", "ma
 
 std::string read_local_file(const std::string &path, const std::string &origin)
 {
-    std::ifstream f(path, std::ios::binary);
-    if (!f)
-        bad(origin, fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
-    std::string data(kMaxTransportFile + 1, '\0');
-    f.read(data.data(), static_cast<std::streamsize>(data.size()));
-    data.resize(static_cast<std::size_t>(f.gcount()));
-    if (data.size() > kMaxTransportFile)
+    std::string data;
+    const core::FileRead r = core::read_file(path, kMaxTransportFile, data);
+    if (r.status == core::FileRead::Status::Unreadable)
+        bad(origin, fmt::format("cannot read '{}': {}", path, r.error));
+    if (r.status == core::FileRead::Status::TooLarge)
         bad(origin, fmt::format("'{}' is larger than {} bytes: not a transport file", path, kMaxTransportFile));
     return data;
 }

@@ -169,10 +169,17 @@ void Playback::close()
         end_session(sessions_.begin()->first);
 }
 
-bool Playback::is_live(const transport::InfoHash &ih) const
+live::LiveEngine *Playback::live_engine() const
 {
-    auto *live = dynamic_cast<live::LiveEngine *>(ctx_.manager->find("live"));
-    return live && live->knows(ih);
+    return dynamic_cast<live::LiveEngine *>(ctx_.manager->find("live"));
+}
+
+ContentSource Playback::resolve(const Params &params) const
+{
+    auto *live = live_engine();
+    return resolve_source(
+        params, [live](const transport::InfoHash &ih) { return live && live->find(ih); },
+        [this](const transport::InfoHash &ih) { return is_known_torrent(ih); });
 }
 
 bool Playback::is_known_torrent(const transport::InfoHash &ih) const
@@ -206,7 +213,7 @@ Playback::Session &Playback::open(const ContentSource &src)
     auto trackers = transport::fields::swarm_trackers(none, *ctx_.config);
     auto peers = transport::fields::swarm_peers(none, *ctx_.config);
     if (src.live) {
-        auto *live = dynamic_cast<live::LiveEngine *>(ctx_.manager->find("live"));
+        auto *live = live_engine();
         if (!live || !live->running())
             throw_error(Errc::STATE, "streamer", "getstream", "the live engine is not running");
         live::LiveSwarm &swarm = live->acquire(src.content_id);
@@ -265,7 +272,7 @@ void Playback::end_session(const std::string hex) // a copy: callers pass map ke
     }
     if (s.live) {
         s.swarm->unsubscribe(s.subscription);
-        if (auto *live = dynamic_cast<live::LiveEngine *>(ctx_.manager->find("live")))
+        if (auto *live = live_engine())
             live->release(s.id);
         if (s.broadcast_job) {
             for (auto h = hls_sources_.begin(); h != hls_sources_.end();)
@@ -347,9 +354,7 @@ void Playback::start(const Params &params, bool hls, Done done)
             fetches_.push_back(std::move(fetch));
             return;
         }
-        src = resolve_source(
-            params, [this](const transport::InfoHash &ih) { return is_live(ih); },
-            [this](const transport::InfoHash &ih) { return is_known_torrent(ih); });
+        src = resolve(params);
     } catch (const Error &e) {
         done(nullptr, e.detail());
         return;
@@ -643,6 +648,7 @@ VodHls *Playback::vod_for(Session &s, Player &p, std::string &error)
         Player &reader = s.players[key];
         reader.key = key;
         reader.file_index = p.file_index;
+        reader.role = Player::Role::Segmenter;
         try {
             vod = std::make_unique<VodHls>(ctx_, log_, base_ + "/ace/r/" + s.hex + "/" + key,
                                            "/ace/c/" + s.hex + "/" + std::to_string(p.file_index) + "/",
@@ -865,7 +871,7 @@ void Playback::hls_source(const net::HttpRequest &req, const Res &res)
         envelope(res, 400, nullptr, "parameter 'manifest_url': expected an http:// or https:// URL (at most 2048 bytes)");
         return;
     }
-    auto *live = dynamic_cast<live::LiveEngine *>(ctx_.manager->find("live"));
+    auto *live = live_engine();
     if (!live || !live->running()) {
         envelope(res, 503, nullptr, "the live engine is not running");
         return;
@@ -926,22 +932,16 @@ void Playback::media_files(const Params &params, Done done)
                           "pass the file with data= or a file:// url");
             return;
         }
-        src = resolve_source(
-            params, [this](const transport::InfoHash &ih) { return is_live(ih); },
-            [this](const transport::InfoHash &ih) { return is_known_torrent(ih); });
+        src = resolve(params);
     } catch (const Error &e) {
         done(nullptr, e.detail());
         return;
     }
     if (src.live) {
         std::string name = src.name;
-        auto *live = dynamic_cast<live::LiveEngine *>(ctx_.manager->find("live"));
-        if (name.empty() && live && live->knows(src.content_id)) {
-            live::LiveSwarm &w = live->acquire(src.content_id);
-            if (w.has_descriptor())
-                name = w.descriptor().name;
-            live->release(src.content_id);
-        }
+        const live::LiveSwarm *w = live_engine() ? live_engine()->find(src.content_id) : nullptr;
+        if (name.empty() && w && w->has_descriptor())
+            name = w->descriptor().name;
         done({{"infohash", src.hex()},
               {"name", name},
               {"type", "live"},
@@ -973,8 +973,9 @@ void Playback::media_files(const Params &params, Done done)
         done(nullptr, e.detail());
         return;
     }
-    Player &holder = s->players["media_files"]; // keeps the session open while waiting
+    Player &holder = s->players["media_files"];
     holder.key = "media_files";
+    holder.role = Player::Role::Holder; // keeps the session open while waiting
     auto left = std::make_shared<int>(static_cast<int>(kStartTimeout * 5));
     const std::string hex = src.hex();
     repeat(200, [this, left, hex, done, describe]() {
@@ -1039,12 +1040,14 @@ void Playback::tick()
             Player &p = it->second;
             std::erase_if(p.streams, [](const auto &x) { return x->done(); });
             const bool open = (p.out && !p.out->closed() && !p.out->finished()) || !p.streams.empty() ||
-                              it->first == "media_files";
+                              p.role == Player::Role::Holder;
             if (open)
                 p.last_seen = now;
-            const bool internal = it->first.rfind("vod", 0) == 0; // the VOD segmenter's reader
-            reading = reading || (open && !internal) || (p.hls && now - p.last_seen < idle);
-            it = !open && !internal && now - p.last_seen > idle ? s.players.erase(it) : std::next(it);
+            // The VOD segmenter reads as long as the session lives: it is no
+            // player, and never forgotten.
+            const bool segmenter = p.role == Player::Role::Segmenter;
+            reading = reading || (open && !segmenter) || (p.hls && now - p.last_seen < idle);
+            it = !open && !segmenter && now - p.last_seen > idle ? s.players.erase(it) : std::next(it);
         }
         if (reading)
             s.idle_since = now;

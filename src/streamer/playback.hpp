@@ -44,6 +44,9 @@
 namespace openace::engine {
 struct EngineContext;
 }
+namespace openace::live {
+class LiveEngine;
+}
 namespace openace::transport {
 class Torrent;
 class TransportEngine;
@@ -108,6 +111,9 @@ public:
 private:
     using clock = std::chrono::steady_clock;
     struct Player {
+        // Holder: keeps a session open while get_media_files waits for
+        // metadata; Segmenter: the VOD HLS segment job's own reader.
+        enum class Role { Player, Holder, Segmenter } role = Role::Player;
         std::string key;
         Res out;                                 // live: the /ace/r/ response while it reads
         std::vector<std::shared_ptr<TorrentStream>> streams; // torrent: open /ace/r/ responses
@@ -144,7 +150,6 @@ private:
         std::map<std::string, Player> players;
         std::vector<Waiting> waiting;
         clock::time_point idle_since = clock::now();
-        clock::time_point created = clock::now();
     };
 
     static void on_tick(uv_timer_t *t);
@@ -169,7 +174,9 @@ private:
     nlohmann::json torrent_stat(const Session &s, const Player &p) const;
     nlohmann::json live_stat(const Session &s, const Player &p) const;
     transport::TransportEngine *transport() const;
-    bool is_live(const transport::InfoHash &ih) const; // the live engine knows that id
+    live::LiveEngine *live_engine() const;
+    // resolve_source with this engine's live sessions and known torrents.
+    ContentSource resolve(const Params &params) const;
     bool is_known_torrent(const transport::InfoHash &ih) const;
     // The session and player of /ace/<kind>/<id>/<key>, or nulls.
     std::pair<Session *, Player *> find(const std::string &hex, const std::string &key);

@@ -1,11 +1,11 @@
 #include "streamer/vod_hls.hpp"
 
 #include "core/error.hpp"
+#include "core/file_read.hpp"
 #include "engine/engine_manager.hpp"
 
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 namespace openace::streamer {
@@ -18,13 +18,7 @@ constexpr std::size_t kMaxSegment = 64u << 20;
 
 bool read_file(const fs::path &p, std::size_t max, std::string &out)
 {
-    std::ifstream f(p, std::ios::binary);
-    if (!f)
-        return false;
-    out.assign(max + 1, '\0');
-    f.read(out.data(), static_cast<std::streamsize>(out.size()));
-    out.resize(static_cast<std::size_t>(f.gcount()));
-    return out.size() <= max;
+    return core::read_file(p.string(), max, out).status == core::FileRead::Status::Ok;
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 #include "transport/play_job.hpp"
 
 #include "core/error.hpp"
+#include "core/file_read.hpp"
 #include "engine/job_fields.hpp"
 #include "core/hex.hpp"
 #include "engine/engine_manager.hpp"
@@ -37,13 +38,11 @@ bool parse_hex_infohash(const std::string &s, InfoHash &out)
 
 std::string read_torrent_file(const std::string &path)
 {
-    std::ifstream f(path, std::ios::binary);
-    if (!f)
-        throw_errorf(Errc::IO, "play", "read", "cannot read '{}': {}", path, std::strerror(errno));
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    std::string data = ss.str();
-    if (data.size() > kMaxTorrentFile)
+    std::string data;
+    const core::FileRead r = core::read_file(path, kMaxTorrentFile, data);
+    if (r.status == core::FileRead::Status::Unreadable)
+        throw_errorf(Errc::IO, "play", "read", "cannot read '{}': {}", path, r.error);
+    if (r.status == core::FileRead::Status::TooLarge)
         throw_errorf(Errc::INVAL, "play", "read", "'{}' is larger than {} bytes: not a .torrent", path, kMaxTorrentFile);
     return data;
 }

@@ -27,6 +27,20 @@ std::string write_temp(const std::string &name, const std::string &text)
     return path;
 }
 
+// Runs a bash script, bounded by `timeout_s`; its standard output.
+std::string run_script(const std::string &path, int timeout_s)
+{
+    FILE *p = ::popen(("timeout " + std::to_string(timeout_s) + " bash " + path).c_str(), "r");
+    REQUIRE(p);
+    std::string res;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+        res.append(buf, n);
+    ::pclose(p);
+    return res;
+}
+
 } // namespace
 
 TEST_CASE("cli: --version and --help work")
@@ -93,14 +107,7 @@ TEST_CASE("cli: serve prints its address, answers HTTP without loading FFmpeg an
                          "wait $pid\n"
                          "echo \"exit=$?\"\n";
     auto path = write_temp("serve.sh", script);
-    FILE *p = ::popen(("timeout 60 bash " + path).c_str(), "r");
-    REQUIRE(p);
-    std::string res;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        res.append(buf, n);
-    ::pclose(p);
+    std::string res = run_script(path, 60);
     CHECK(res.find(" 200 OK") != std::string::npos);
     CHECK(res.find("\"platform\":\"linux\"") != std::string::npos);
     CHECK(res.find("exit=0") != std::string::npos);
@@ -133,14 +140,7 @@ TEST_CASE("cli: demo broadcasts a test channel whose printed URLs ffprobe plays,
                          "echo \"exit=$?\"\n"
                          "rm -rf " + dir + " " + out + "\n";
     auto path = write_temp("demo.sh", script);
-    FILE *p = ::popen(("timeout 120 bash " + path).c_str(), "r");
-    REQUIRE(p);
-    std::string res;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-        res.append(buf, n);
-    ::pclose(p);
+    std::string res = run_script(path, 120);
     INFO(res);
     CHECK(res.find("link          acestream://") != std::string::npos);
     CHECK(res.find("codecs=aac,h264,") != std::string::npos);
